@@ -1,0 +1,205 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lexiscore/gateway/internal/e2e"
+)
+
+// securityHeaders must be on every response of the public site.
+var securityHeaders = map[string]string{
+	"Strict-Transport-Security": "max-age=63072000; includeSubDomains",
+	"Content-Security-Policy":   "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+	"X-Content-Type-Options":    "nosniff",
+	"X-Frame-Options":           "DENY",
+	"Referrer-Policy":           "no-referrer",
+}
+
+func assertSecurityHeaders(t *testing.T, resp *http.Response) {
+	t.Helper()
+	for k, want := range securityHeaders {
+		if got := resp.Header.Get(k); got != want {
+			t.Errorf("%s %s: header %s = %q, want %q", resp.Request.Method, resp.Request.URL.Path, k, got, want)
+		}
+	}
+	if s := resp.Header.Get("Server"); s != "" {
+		t.Errorf("%s: Server header %q leaked", resp.Request.URL.Path, s)
+	}
+	if resp.Header.Get("Permissions-Policy") == "" {
+		t.Errorf("%s: no Permissions-Policy", resp.Request.URL.Path)
+	}
+}
+
+// problemBody decodes a problem+json response, failing on any other type.
+func problemBody(t *testing.T, resp *http.Response) map[string]any {
+	t.Helper()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("%s: Content-Type %q, want application/problem+json", resp.Request.URL.Path, ct)
+	}
+	var doc map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+		t.Fatalf("decoding problem: %v", err)
+	}
+	for _, k := range []string{"type", "title", "status", "detail", "request_id"} {
+		if _, ok := doc[k]; !ok {
+			t.Errorf("problem document lacks %q: %v", k, doc)
+		}
+	}
+	if doc["request_id"] != resp.Header.Get("X-Request-ID") {
+		t.Errorf("problem request_id %v, response header %q", doc["request_id"], resp.Header.Get("X-Request-ID"))
+	}
+	return doc
+}
+
+func TestHTTPRedirectsToHTTPS(t *testing.T) {
+	be := e2e.StartBackend(t, bins, nil)
+	gw := e2e.StartGateway(t, bins, []string{be.Addr}, nil)
+
+	resp, err := gw.Client.Get(gw.HTTPURL + "/v1/scores/abc?x=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusPermanentRedirect {
+		t.Fatalf("status %d, want 308", resp.StatusCode)
+	}
+	if loc, want := resp.Header.Get("Location"), gw.BaseURL+"/v1/scores/abc?x=1"; loc != want {
+		t.Fatalf("Location %q, want %q", loc, want)
+	}
+	if resp.Header.Get("Server") != "" {
+		t.Errorf("redirect leaks Server header %q", resp.Header.Get("Server"))
+	}
+}
+
+func TestSecurityHeadersOnEveryResponse(t *testing.T) {
+	be := e2e.StartBackend(t, bins, nil)
+	down := e2e.FreeAddr(t)
+	gw := e2e.StartGateway(t, bins, []string{be.Addr}, nil)
+	gwDown := e2e.StartGateway(t, bins, []string{down}, nil)
+
+	cases := []struct {
+		name string
+		gw   *e2e.Gateway
+		path string
+		want int
+	}{
+		{"health 200", gw, "/healthz", http.StatusOK},
+		{"proxied 200", gw, "/v1/users/u1/scores", http.StatusOK},
+		{"gateway 404", gw, "/no/such/route", http.StatusNotFound},
+		{"backend 404", gw, "/v1/scores/does-not-exist", http.StatusNotFound},
+		{"no upstream 502", gwDown, "/v1/scores/abc", http.StatusBadGateway},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := tc.gw.Do(t, http.MethodGet, tc.path, nil, nil)
+			if resp.StatusCode != tc.want {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.want)
+			}
+			assertSecurityHeaders(t, resp)
+			if resp.StatusCode >= 400 {
+				problemBody(t, resp)
+			}
+		})
+	}
+}
+
+func TestRequestIDEchoedAndForwarded(t *testing.T) {
+	be := e2e.StartBackend(t, bins, nil)
+	gw := e2e.StartGateway(t, bins, []string{be.Addr}, nil)
+
+	cases := []struct {
+		name, sent string
+		kept       bool
+	}{
+		{"well-formed kept", "req-1234_abc.def:9", true},
+		{"absent minted", "", false},
+		{"malformed replaced", "bad id\twith spaces", false},
+		{"too long replaced", strings.Repeat("a", 200), false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := http.Header{}
+			if tc.sent != "" {
+				h.Set("X-Request-ID", tc.sent)
+			}
+			resp := gw.Do(t, http.MethodGet, "/v1/users/u1/scores", nil, h)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			got := resp.Header.Get("X-Request-ID")
+			if tc.kept && got != tc.sent {
+				t.Fatalf("echoed %q, want %q", got, tc.sent)
+			}
+			if !tc.kept && (got == "" || got == tc.sent) {
+				t.Fatalf("echoed %q: want a freshly minted ID", got)
+			}
+			var seen []struct {
+				Headers map[string][]string `json:"headers"`
+			}
+			be.Admin(t, "/requests", &seen)
+			last := seen[len(seen)-1].Headers["X-Request-Id"]
+			if len(last) != 1 || last[0] != got {
+				t.Fatalf("backend received X-Request-ID %v, client got %q", last, got)
+			}
+		})
+	}
+}
+
+func TestReadinessFollowsBackendOutage(t *testing.T) {
+	be := e2e.StartBackend(t, bins, nil)
+	gw := e2e.StartGateway(t, bins, []string{be.Addr}, nil)
+
+	ready := func(want int) func() error {
+		return func() error {
+			resp, err := gw.Client.Get(gw.BaseURL + "/readyz")
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			_, _ = io.Copy(io.Discard, resp.Body)
+			if resp.StatusCode != want {
+				return &statusError{resp.StatusCode, want}
+			}
+			return nil
+		}
+	}
+	e2e.WaitFor(t, 10*time.Second, "ready", ready(http.StatusOK))
+
+	be.SetFaults(t, map[string]any{"outage": true})
+	e2e.WaitFor(t, 10*time.Second, "not ready", ready(http.StatusServiceUnavailable))
+	resp := gw.Do(t, http.MethodGet, "/readyz", nil, nil)
+	assertSecurityHeaders(t, resp)
+	problemBody(t, resp)
+	if got := gw.Do(t, http.MethodGet, "/healthz", nil, nil).StatusCode; got != http.StatusOK {
+		t.Errorf("/healthz during outage: %d, want 200 (the gateway itself is alive)", got)
+	}
+
+	be.SetFaults(t, map[string]any{"outage": false})
+	e2e.WaitFor(t, 10*time.Second, "ready again", ready(http.StatusOK))
+}
+
+func TestNoUpstreamIsProblem502(t *testing.T) {
+	gw := e2e.StartGateway(t, bins, []string{e2e.FreeAddr(t)}, nil)
+	resp := gw.Do(t, http.MethodGet, "/v1/scores/abc", nil, http.Header{"X-Request-ID": {"trace-me-502"}})
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("status %d, want 502", resp.StatusCode)
+	}
+	doc := problemBody(t, resp)
+	if doc["request_id"] != "trace-me-502" || doc["status"] != float64(502) {
+		t.Fatalf("problem %v", doc)
+	}
+	if d, _ := doc["detail"].(string); strings.Contains(d, "127.0.0.1") || strings.Contains(d, "dial") {
+		t.Fatalf("problem detail leaks internals: %q", d)
+	}
+}
+
+type statusError struct{ got, want int }
+
+func (e *statusError) Error() string {
+	return http.StatusText(e.got) + ", want " + http.StatusText(e.want)
+}

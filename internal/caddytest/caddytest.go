@@ -1,0 +1,99 @@
+// Package caddytest runs a real Caddy, configured from a real Caddyfile, inside
+// a test process: module integration tests use it instead of mocks. Ports are
+// chosen at run time; the admin endpoint is off so packages can run in parallel.
+package caddytest
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("finding a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// ClosedAddr returns an address on which nothing listens, so connections are refused.
+func ClosedAddr(t testing.TB) string {
+	t.Helper()
+	return fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+}
+
+// Instance is the Caddy running in this process.
+type Instance struct {
+	// HTTPPort serves the test's plain-HTTP site blocks: write them as
+	// "http://127.0.0.1:{http_port}".
+	HTTPPort int
+	global   string
+	storage  string
+}
+
+// Start adapts globalOptions and sites (a Caddyfile without its global block;
+// "{http_port}" in it becomes Instance.HTTPPort) and loads them. Caddy stops
+// when the test ends.
+func Start(t testing.TB, globalOptions, sites string) *Instance {
+	t.Helper()
+	in := &Instance{HTTPPort: FreePort(t), global: globalOptions, storage: t.TempDir()}
+	in.Load(t, sites)
+	t.Cleanup(func() {
+		if err := caddy.Stop(); err != nil {
+			t.Errorf("stopping caddy: %v", err)
+		}
+	})
+	return in
+}
+
+// Load replaces the running config, as a reload does.
+func (in *Instance) Load(t testing.TB, sites string) {
+	t.Helper()
+	port := fmt.Sprint(in.HTTPPort)
+	caddyfile := fmt.Sprintf("{\n\tadmin off\n\tpersist_config off\n\tskip_install_trust\n\tstorage file_system %s\n\thttp_port %s\n\t%s\n}\n%s",
+		in.storage, port, in.global, strings.ReplaceAll(sites, "{http_port}", port))
+	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
+	if err != nil {
+		t.Fatalf("adapting Caddyfile: %v\n%s", err, caddyfile)
+	}
+	for _, w := range warnings {
+		t.Logf("Caddyfile warning: %s", w.String())
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatalf("loading config: %v\n%s", err, cfg)
+	}
+	in.WaitReady(t, fmt.Sprintf("http://127.0.0.1:%d/", in.HTTPPort))
+}
+
+// URL returns the address of path on the plain-HTTP test site.
+func (in *Instance) URL(path string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d%s", in.HTTPPort, path)
+}
+
+// WaitReady polls url until anything answers or ten seconds pass.
+func (in *Instance) WaitReady(t testing.TB, url string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("caddy did not answer on %s: %v", url, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,338 @@
+// Package e2e runs the real gateway binary, configured by the real Caddyfile,
+// in front of a real scoring backend process, and talks to it over real TLS.
+// End-to-end tests of every issue reuse it; every process it starts is
+// stopped when the test ends, whether it passed or not.
+package e2e
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Binaries are the programs under test, built once per test binary.
+type Binaries struct {
+	Gateway string
+	Scoring string
+	// Root is the repository root; the Caddyfile lives there.
+	Root string
+}
+
+// Build compiles the gateway (with the race detector) and the scoring
+// backend into dir. Call it from TestMain.
+func Build(dir string) (Binaries, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return Binaries{}, err
+	}
+	b := Binaries{Gateway: filepath.Join(dir, "gateway"), Scoring: filepath.Join(dir, "scoring"), Root: root}
+	for _, step := range [][]string{
+		{"build", "-race", "-o", b.Gateway, "./gateway"},
+		{"build", "-o", b.Scoring, "./backends/scoring"},
+	} {
+		cmd := exec.Command("go", step...)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return b, fmt.Errorf("go %s: %w\n%s", strings.Join(step, " "), err, out)
+		}
+	}
+	return b, nil
+}
+
+func repoRoot() (string, error) {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "", fmt.Errorf("locating the repository root: no caller information")
+	}
+	return filepath.Abs(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// FreeAddr returns 127.0.0.1:<port> for a port that was free a moment ago.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("finding a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func port(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
+}
+
+// Process is a program started for a test.
+type Process struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+}
+
+// start runs bin with env added to this process's environment; the process
+// is stopped (SIGTERM, then SIGKILL) when the test ends, and its output is
+// logged if the test failed.
+func start(t testing.TB, name, bin string, env map[string]string, args ...string) *Process {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = os.Environ()
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	p := &Process{cmd: cmd, out: out, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.Stop()
+		if t.Failed() {
+			t.Logf("--- %s output (last 8 KiB) ---\n%s", name, tail(out.String(), 8192))
+		}
+	})
+	return p
+}
+
+// Stop ends the process and waits for it; calling it twice is harmless.
+func (p *Process) Stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+// Exited reports whether the process has ended.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// Backend is a running scoring backend.
+type Backend struct {
+	*Process
+	// Addr is the API address (host:port), AdminAddr the fault-injection port.
+	Addr, AdminAddr string
+}
+
+// StartBackend starts the scoring backend on free ports and waits until it answers.
+func StartBackend(t testing.TB, b Binaries, env map[string]string) *Backend {
+	t.Helper()
+	be := &Backend{Addr: FreeAddr(t), AdminAddr: FreeAddr(t)}
+	be.Process = start(t, "scoring", b.Scoring, env, "-addr", be.Addr, "-admin-addr", be.AdminAddr)
+	WaitFor(t, 15*time.Second, "the scoring backend", func() error {
+		return expectStatus(http.DefaultClient, "http://"+be.Addr+"/healthz", http.StatusOK)
+	})
+	return be
+}
+
+// SetFaults replaces the backend's injected faults (see backends/scoring).
+func (be *Backend) SetFaults(t testing.TB, faults map[string]any) {
+	t.Helper()
+	body, _ := json.Marshal(faults)
+	req, _ := http.NewRequest(http.MethodPut, "http://"+be.AdminAddr+"/faults", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("setting faults: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		msg, _ := io.ReadAll(resp.Body)
+		t.Fatalf("setting faults: %s: %s", resp.Status, msg)
+	}
+}
+
+// Admin decodes the JSON answer of GET on the backend's admin path into v.
+func (be *Backend) Admin(t testing.TB, path string, v any) {
+	t.Helper()
+	resp, err := http.Get("http://" + be.AdminAddr + path)
+	if err != nil {
+		t.Fatalf("GET admin %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("decoding admin %s: %v", path, err)
+	}
+}
+
+// Gateway is a running gateway binary.
+type Gateway struct {
+	*Process
+	// BaseURL is https://localhost:<port>; HTTPURL the plain-HTTP port.
+	BaseURL, HTTPURL string
+	// MetricsURL is the Prometheus scrape URL; AdminURL Caddy's admin API.
+	MetricsURL, AdminURL string
+	// Env is the environment the gateway was started with.
+	Env map[string]string
+	// Client trusts the gateway's local CA and does not follow redirects.
+	Client  *http.Client
+	dataDir string
+}
+
+// StartGateway runs the gateway with the repository's Caddyfile on free
+// ports in front of upstreams; env overrides or extends the defaults.
+func StartGateway(t testing.TB, b Binaries, upstreams []string, env map[string]string) *Gateway {
+	t.Helper()
+	dir := t.TempDir()
+	httpsAddr, httpAddr := FreeAddr(t), FreeAddr(t)
+	metricsAddr, adminAddr := FreeAddr(t), FreeAddr(t)
+	full := map[string]string{
+		"SCORING_UPSTREAMS":         strings.Join(upstreams, " "),
+		"GATEWAY_HTTPS_PORT":        port(httpsAddr),
+		"GATEWAY_PUBLIC_HTTPS_PORT": port(httpsAddr),
+		"GATEWAY_HTTP_PORT":         port(httpAddr),
+		"GATEWAY_METRICS_ADDR":      metricsAddr,
+		"GATEWAY_ADMIN_ADDR":        adminAddr,
+		"GATEWAY_HEALTH_INTERVAL":   "200ms",
+		"XDG_DATA_HOME":             filepath.Join(dir, "data"),
+		"XDG_CONFIG_HOME":           filepath.Join(dir, "config"),
+	}
+	for k, v := range env {
+		full[k] = v
+	}
+	g := &Gateway{
+		BaseURL:    "https://localhost:" + full["GATEWAY_HTTPS_PORT"],
+		HTTPURL:    "http://localhost:" + full["GATEWAY_HTTP_PORT"],
+		MetricsURL: "http://" + full["GATEWAY_METRICS_ADDR"] + "/metrics",
+		AdminURL:   "http://" + full["GATEWAY_ADMIN_ADDR"],
+		Env:        full,
+		dataDir:    full["XDG_DATA_HOME"],
+	}
+	g.Process = start(t, "gateway", b.Gateway, full, "run", "--config", filepath.Join(b.Root, "Caddyfile"), "--adapter", "caddyfile")
+	WaitFor(t, 30*time.Second, "the gateway's local CA", func() error {
+		if g.Exited() {
+			return fmt.Errorf("gateway exited")
+		}
+		pool, err := g.rootPool()
+		if err != nil {
+			return err
+		}
+		g.Client = NewClient(pool)
+		return expectStatus(g.Client, g.BaseURL+"/healthz", http.StatusOK)
+	})
+	return g
+}
+
+func (g *Gateway) rootPool() (*x509.CertPool, error) {
+	pem, err := os.ReadFile(filepath.Join(g.dataDir, "caddy", "pki", "authorities", "local", "root.crt"))
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("no certificate in the local CA root")
+	}
+	return pool, nil
+}
+
+// NewClient returns a client that verifies TLS against roots and returns
+// redirects instead of following them.
+func NewClient(roots *x509.CertPool) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	tr.MaxIdleConnsPerHost = 256
+	tr.ForceAttemptHTTP2 = true
+	return &http.Client{
+		Transport:     tr,
+		Timeout:       30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// Do sends a request to the gateway; path is relative to BaseURL.
+func (g *Gateway) Do(t testing.TB, method, path string, body io.Reader, header http.Header) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, g.BaseURL+path, body)
+	if err != nil {
+		t.Fatalf("building request: %v", err)
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	resp, err := g.Client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+// Metrics returns the text of one scrape of the gateway's /metrics.
+func (g *Gateway) Metrics(t testing.TB) string {
+	t.Helper()
+	resp, err := http.Get(g.MetricsURL)
+	if err != nil {
+		t.Fatalf("scraping metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// Output returns everything the process printed so far.
+func (p *Process) Output() string { return p.out.String() }
+
+// WaitFor polls check until it returns nil, failing the test after timeout.
+func WaitFor(t testing.TB, timeout time.Duration, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: %v", what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func expectStatus(c *http.Client, url string, want int) error {
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != want {
+		return fmt.Errorf("GET %s: %s, want %d", url, resp.Status, want)
+	}
+	return nil
+}

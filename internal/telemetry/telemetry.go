@@ -1,0 +1,48 @@
+// Package telemetry holds what every gateway module needs to emit metrics and
+// traces the same way: collectors registered the Caddy 2.11 way (package-level
+// collectors registered into each config load's registry), histogram
+// observations that carry the trace ID as an exemplar, and child spans taken
+// from the tracer of the server span that Caddy's tracing handler opened.
+package telemetry
+
+import (
+	"context"
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Register adds collectors to reg. A collector already registered there (the
+// same config loaded twice) is not an error: package-level collectors keep
+// their values across reloads, each load re-registering them.
+func Register(reg prometheus.Registerer, collectors ...prometheus.Collector) error {
+	for _, c := range collectors {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				continue
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// Observe records v in h, with the trace ID of ctx's span as an exemplar when
+// that span is sampled, so a latency spike on a dashboard links to a trace.
+func Observe(ctx context.Context, h prometheus.Observer, v float64) {
+	sc := trace.SpanContextFromContext(ctx)
+	if eo, ok := h.(prometheus.ExemplarObserver); ok && sc.IsSampled() {
+		eo.ObserveWithExemplar(v, prometheus.Labels{"trace_id": sc.TraceID().String()})
+		return
+	}
+	h.Observe(v)
+}
+
+// Tracer returns a tracer from the provider of the span in ctx. Caddy's
+// tracing handler never sets the global provider, so modules take it from the
+// server span; without one, the tracer is a no-op.
+func Tracer(ctx context.Context, name string) trace.Tracer {
+	return trace.SpanFromContext(ctx).TracerProvider().Tracer(name)
+}

@@ -1,0 +1,9 @@
+// Package gateway registers every LexiScore Gateway module with Caddy. It is
+// the package xcaddy builds in (`--with github.com/lexiscore/gateway=.`), and
+// the one ./gateway imports, so both builds link the same modules.
+package gateway
+
+import (
+	_ "github.com/lexiscore/gateway/modules/correlation"
+	_ "github.com/lexiscore/gateway/modules/problem"
+)
