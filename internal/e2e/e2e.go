@@ -209,6 +209,14 @@ type Gateway struct {
 // ports in front of upstreams; env overrides or extends the defaults.
 func StartGateway(t testing.TB, b Binaries, upstreams []string, env map[string]string) *Gateway {
 	t.Helper()
+	return StartGatewayConfig(t, b, filepath.Join(b.Root, "Caddyfile"), upstreams, env)
+}
+
+// StartGatewayConfig is StartGateway with another Caddyfile, for tests of a
+// setup the shipped Caddyfile does not have (e.g. two replicas keyed on a
+// header). It reads the same environment variables.
+func StartGatewayConfig(t testing.TB, b Binaries, caddyfile string, upstreams []string, env map[string]string) *Gateway {
+	t.Helper()
 	dir := t.TempDir()
 	httpsAddr, httpAddr := FreeAddr(t), FreeAddr(t)
 	metricsAddr, adminAddr := FreeAddr(t), FreeAddr(t)
@@ -234,7 +242,7 @@ func StartGateway(t testing.TB, b Binaries, upstreams []string, env map[string]s
 		Env:        full,
 		dataDir:    full["XDG_DATA_HOME"],
 	}
-	g.Process = start(t, "gateway", b.Gateway, full, "run", "--config", filepath.Join(b.Root, "Caddyfile"), "--adapter", "caddyfile")
+	g.Process = start(t, "gateway", b.Gateway, full, "run", "--config", caddyfile, "--adapter", "caddyfile")
 	WaitFor(t, 30*time.Second, "the gateway's local CA", func() error {
 		if g.Exited() {
 			return fmt.Errorf("gateway exited")
