@@ -4,6 +4,8 @@
 package main
 
 import (
+	"os"
+
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
@@ -11,5 +13,19 @@ import (
 )
 
 func main() {
+	tracesOffUnlessConfigured()
 	caddycmd.Main()
+}
+
+// tracesOffUnlessConfigured keeps spans (trace IDs still reach logs and
+// upstreams) but exports none until an OTLP endpoint or exporter is named:
+// otherwise Caddy's tracing handler would send to localhost:4318 and log
+// every failed batch.
+func tracesOffUnlessConfigured() {
+	for _, k := range []string{"OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"} {
+		if os.Getenv(k) != "" {
+			return
+		}
+	}
+	os.Setenv("OTEL_TRACES_EXPORTER", "none")
 }

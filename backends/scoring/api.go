@@ -1,0 +1,120 @@
+package main
+
+import (
+	"crypto/rand"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lexiscore/gateway/backends/scoring/api"
+)
+
+const (
+	// userIDHeader names the authenticated user; the gateway sets it.
+	userIDHeader  = "X-Auth-User-ID"
+	anonymousUser = "anonymous"
+	defaultLimit  = 20
+	maxLimit      = 100
+)
+
+// idPattern is what score and user ids in paths must match.
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// newScoreID returns an opaque, unguessable score id: "sc_" and 128 random
+// bits in lower-case base32.
+func newScoreID() string {
+	return "sc_" + strings.ToLower(rand.Text())
+}
+
+// createScore handles POST /v1/scores.
+func (s *server) createScore(w http.ResponseWriter, r *http.Request) {
+	sub, err := readSubmission(w, r)
+	if err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
+	user := r.Header.Get(userIDHeader)
+	if user == "" {
+		user = anonymousUser
+	}
+	sc := assess(sub, newScoreID(), user, time.Now())
+	s.store.add(sc)
+	w.Header().Set("Location", "/v1/scores/"+sc.ID)
+	writeJSON(w, r, s.logger, http.StatusCreated, sc)
+}
+
+// getScore handles GET /v1/scores/{id}.
+func (s *server) getScore(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
+	sc, ok := s.store.get(id)
+	if !ok {
+		writeProblem(w, r, http.StatusNotFound, probNotFound, "No score has this id.")
+		return
+	}
+	writeJSON(w, r, s.logger, http.StatusOK, sc)
+}
+
+// scoreList is the body of GET /v1/users/{id}/scores.
+type scoreList struct {
+	UserID string  `json:"user_id"`
+	Scores []score `json:"scores"`
+}
+
+// listUserScores handles GET /v1/users/{id}/scores.
+func (s *server) listUserScores(w http.ResponseWriter, r *http.Request) {
+	user, err := pathID(r)
+	if err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
+	limit, err := parseLimit(r.URL.Query().Get("limit"))
+	if err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
+	writeJSON(w, r, s.logger, http.StatusOK, scoreList{UserID: user, Scores: s.store.byUserNewest(user, limit)})
+}
+
+// pathID returns the {id} path value, checked against idPattern.
+func pathID(r *http.Request) (string, error) {
+	id := r.PathValue("id")
+	if !idPattern.MatchString(id) {
+		return "", badRequest("The id must be 1 to 64 letters, digits, '-' or '_'.", nil)
+	}
+	return id, nil
+}
+
+// parseLimit parses the limit query parameter; empty means the default.
+func parseLimit(v string) (int, error) {
+	if v == "" {
+		return defaultLimit, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > maxLimit {
+		return 0, badRequest("limit must be an integer between 1 and 100.", err)
+	}
+	return n, nil
+}
+
+// healthz handles GET /healthz.
+func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, r, s.logger, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz handles GET /readyz. The in-memory store needs no warm-up, so the
+// service is ready whenever it is reachable.
+func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, r, s.logger, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// openAPI handles GET /openapi.yaml.
+func (s *server) openAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/yaml")
+	_, _ = w.Write(api.OpenAPI)
+}

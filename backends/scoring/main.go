@@ -1,0 +1,108 @@
+// Command scoring is the demo LexiScore scoring backend that the gateway is
+// demonstrated and tested against. It serves the scoring API (see
+// api/openapi.yaml) with deterministic fake scores kept in memory, and an
+// admin API that injects faults (latency, errors, outages, slow bodies) at
+// run time and reports what the scoring API received.
+//
+// Usage:
+//
+//	scoring [-addr 127.0.0.1:9001] [-admin-addr 127.0.0.1:9002]
+//
+// The environment variables SCORING_ADDR and SCORING_ADMIN_ADDR replace the
+// defaults; flags win over both.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const (
+	defaultAddr      = "127.0.0.1:9001"
+	defaultAdminAddr = "127.0.0.1:9002"
+)
+
+// config is the command line of the backend.
+type config struct {
+	addr      string // public API
+	adminAddr string // fault-injection admin API
+}
+
+func main() {
+	cfg, err := parseConfig(os.Args[1:], os.Getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		os.Exit(2) // the flag package has printed the error and the usage
+	}
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err = run(ctx, cfg, os.Stdout, logger)
+	stop()
+	if err != nil {
+		logger.Error("scoring backend failed", "error", err)
+		os.Exit(1)
+	}
+}
+
+// parseConfig reads the flags in args, with defaults taken from the
+// environment through getenv. Usage and errors go to output.
+func parseConfig(args []string, getenv func(string) string, output io.Writer) (config, error) {
+	fs := flag.NewFlagSet("scoring", flag.ContinueOnError)
+	fs.SetOutput(output)
+	var cfg config
+	fs.StringVar(&cfg.addr, "addr", envOr(getenv, "SCORING_ADDR", defaultAddr), "`address` of the scoring API (env SCORING_ADDR)")
+	fs.StringVar(&cfg.adminAddr, "admin-addr", envOr(getenv, "SCORING_ADMIN_ADDR", defaultAdminAddr), "`address` of the fault-injection admin API (env SCORING_ADMIN_ADDR)")
+	if err := fs.Parse(args); err != nil {
+		return config{}, fmt.Errorf("parse flags: %w", err)
+	}
+	if fs.NArg() > 0 {
+		err := fmt.Errorf("unexpected arguments: %q", fs.Args())
+		fmt.Fprintln(output, err)
+		fs.Usage()
+		return config{}, err
+	}
+	return cfg, nil
+}
+
+// envOr returns the environment variable key, or def when it is unset or empty.
+func envOr(getenv func(string) string, key, def string) string {
+	if v := getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// run serves until ctx is done. Once both ports are bound it prints one line
+// with their addresses to stdout, which scripts and tests wait for (and read
+// the ports from when given port 0).
+func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger) error {
+	s, err := newServer(cfg, logger)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "scoring: api on %s, admin on %s\n", s.apiAddr(), s.adminAddr())
+	logger.Info("scoring backend started", "api", s.apiAddr(), "admin", s.adminAddr())
+	err = s.serve(ctx)
+	logger.Info("scoring backend stopped")
+	return err
+}
+
+// v1Middleware lists the middleware every /v1 request passes through,
+// outermost first. Cross-cutting concerns such as signature verification or
+// tracing are added here; observe stays first so that statistics and the
+// request log see every request, including rejected ones.
+func v1Middleware(s *server) []middleware {
+	return []middleware{
+		s.observe,
+		s.injectFaults,
+	}
+}
