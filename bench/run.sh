@@ -48,7 +48,8 @@ score_id=$(curl -sf -X POST -H 'Content-Type: application/json' \
 	python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 export BENCH_SCORE_ID="$score_id"
 
-# Stock Caddy: the same reverse_proxy, TLS from the same internal CA.
+# Stock Caddy as one would run it in production: the same reverse_proxy, TLS
+# from the same internal CA, a JSON access log to the same kind of file.
 st_https=$(free_port); st_http=$(free_port)
 cat >"$work/Caddyfile.stock" <<CADDY
 {
@@ -60,6 +61,10 @@ cat >"$work/Caddyfile.stock" <<CADDY
 }
 localhost {
 	tls internal
+	log {
+		output stdout
+		format json
+	}
 	reverse_proxy 127.0.0.1:$be_port
 }
 CADDY
@@ -72,7 +77,7 @@ env XDG_DATA_HOME="$work/gw-data" XDG_CONFIG_HOME="$work/gw-config" \
 	SCORING_UPSTREAMS="127.0.0.1:$be_port" GATEWAY_HTTPS_PORT="$gw_https" GATEWAY_PUBLIC_HTTPS_PORT="$gw_https" \
 	GATEWAY_HTTP_PORT="$(free_port)" GATEWAY_METRICS_ADDR="127.0.0.1:$(free_port)" \
 	GATEWAY_ADMIN_ADDR="127.0.0.1:$(free_port)" \
-	bin/gateway run --config Caddyfile --adapter caddyfile >"$work/gateway.log" 2>&1 &
+	bin/gateway run --config "${BENCH_CADDYFILE:-Caddyfile}" --adapter caddyfile >"$work/gateway.log" 2>&1 &
 pids+=($!)
 wait_http "https://localhost:$gw_https/healthz" -k
 
