@@ -21,7 +21,8 @@ stop() {
 	kill "${pids[@]}" 2>/dev/null || true
 	wait "${pids[@]}" 2>/dev/null || true
 }
-trap stop INT TERM EXIT
+trap stop EXIT
+trap 'stop; exit 0' INT TERM
 
 bin/scoring -addr 127.0.0.1:9001 -admin-addr 127.0.0.1:9002 >.run/scoring.log 2>&1 &
 pids+=($!)
