@@ -85,6 +85,15 @@ func envOr(getenv func(string) string, key, def string) string {
 // with their addresses to stdout, which scripts and tests wait for (and read
 // the ports from when given port 0).
 func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger) error {
+	shutdownTracing, err := setupTracing(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := shutdownTracing(context.Background()); err != nil {
+			logger.Warn("flushing traces", "error", err)
+		}
+	}()
 	s, err := newServer(cfg, logger)
 	if err != nil {
 		return err
@@ -103,6 +112,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger)
 func v1Middleware(s *server) []middleware {
 	return []middleware{
 		s.observe,
+		s.traced,
 		s.injectFaults,
 	}
 }
