@@ -93,10 +93,15 @@ func TestSecurityHeadersOnEveryResponse(t *testing.T) {
 		{"gateway 404", gw, "/no/such/route", http.StatusNotFound},
 		{"backend 404", gw, "/v1/scores/does-not-exist", http.StatusNotFound},
 		{"no upstream 502", gwDown, "/v1/scores/abc", http.StatusBadGateway},
+		{"unauthenticated 401", gw, "/v1/scores/abc", http.StatusUnauthorized},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			resp := tc.gw.Do(t, http.MethodGet, tc.path, nil, nil)
+			var h http.Header
+			if tc.want != http.StatusUnauthorized {
+				h = tc.gw.Bearer(t, "u1", "free")
+			}
+			resp := tc.gw.Do(t, http.MethodGet, tc.path, nil, h)
 			if resp.StatusCode != tc.want {
 				t.Fatalf("status %d, want %d", resp.StatusCode, tc.want)
 			}
@@ -123,7 +128,7 @@ func TestRequestIDEchoedAndForwarded(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			h := http.Header{}
+			h := gw.Bearer(t, "u1", "free")
 			if tc.sent != "" {
 				h.Set("X-Request-ID", tc.sent)
 			}
@@ -185,7 +190,9 @@ func TestReadinessFollowsBackendOutage(t *testing.T) {
 
 func TestNoUpstreamIsProblem502(t *testing.T) {
 	gw := e2e.StartGateway(t, bins, []string{e2e.FreeAddr(t)}, nil)
-	resp := gw.Do(t, http.MethodGet, "/v1/scores/abc", nil, http.Header{"X-Request-ID": {"trace-me-502"}})
+	h := gw.Bearer(t, "u1", "free")
+	h.Set("X-Request-ID", "trace-me-502")
+	resp := gw.Do(t, http.MethodGet, "/v1/scores/abc", nil, h)
 	if resp.StatusCode != http.StatusBadGateway {
 		t.Fatalf("status %d, want 502", resp.StatusCode)
 	}

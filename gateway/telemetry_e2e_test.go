@@ -22,7 +22,7 @@ func TestTraceReachesBackend(t *testing.T) {
 	gw := e2e.StartGateway(t, bins, []string{be.Addr}, rcv.Env("gateway"))
 
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
-	h := http.Header{}
+	h := gw.Bearer(t, "u1", "free")
 	h.Set("traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
 	h.Set("X-Request-ID", "trace-test-1")
 	if resp := gw.Do(t, http.MethodGet, "/v1/users/u1/scores", nil, h); resp.StatusCode != http.StatusOK {

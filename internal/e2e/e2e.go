@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lexiscore/gateway/modules/identity"
 )
 
 // Binaries are the programs under test, built once per test binary.
@@ -154,7 +156,11 @@ type Backend struct {
 func StartBackend(t testing.TB, b Binaries, env map[string]string) *Backend {
 	t.Helper()
 	be := &Backend{Addr: FreeAddr(t), AdminAddr: FreeAddr(t)}
-	be.Process = start(t, "scoring", b.Scoring, env, "-addr", be.Addr, "-admin-addr", be.AdminAddr)
+	full := map[string]string{"SCORING_SIGNING_KEYS": SigningKeyID + ":" + writeSecret(t, signingSecret)}
+	for k, v := range env {
+		full[k] = v
+	}
+	be.Process = start(t, "scoring", b.Scoring, full, "-addr", be.Addr, "-admin-addr", be.AdminAddr)
 	WaitFor(t, 15*time.Second, "the scoring backend", func() error {
 		return expectStatus(http.DefaultClient, "http://"+be.Addr+"/healthz", http.StatusOK)
 	})
@@ -221,6 +227,9 @@ func StartGatewayConfig(t testing.TB, b Binaries, caddyfile string, upstreams []
 	httpsAddr, httpAddr := FreeAddr(t), FreeAddr(t)
 	metricsAddr, adminAddr := FreeAddr(t), FreeAddr(t)
 	full := map[string]string{
+		"GATEWAY_JWT_SECRET":        randomSecret(),
+		"GATEWAY_SIGNING_KEY_ID":    SigningKeyID,
+		"GATEWAY_SIGNING_SECRET":    signingSecret,
 		"SCORING_UPSTREAMS":         strings.Join(upstreams, " "),
 		"GATEWAY_HTTPS_PORT":        port(httpsAddr),
 		"GATEWAY_PUBLIC_HTTPS_PORT": port(httpsAddr),
@@ -281,6 +290,18 @@ func NewClient(roots *x509.CertPool) *http.Client {
 		Timeout:       30 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+}
+
+// Bearer returns an Authorization header with a token for user of tier,
+// signed with the gateway's JWT secret and valid for an hour.
+func (g *Gateway) Bearer(t testing.TB, user, tier string) http.Header {
+	t.Helper()
+	tok, err := identity.IssueToken([]byte(g.Env["GATEWAY_JWT_SECRET"]),
+		identity.TokenOptions{Subject: user, Tier: tier, TTL: time.Hour}, time.Now())
+	if err != nil {
+		t.Fatalf("issuing a token: %v", err)
+	}
+	return http.Header{"Authorization": {"Bearer " + tok}}
 }
 
 // Do sends a request to the gateway; path is relative to BaseURL.

@@ -3,7 +3,7 @@ package identity
 import (
 	"fmt"
 
-	"github.com/caddyserver/caddy/v2/modules/caddyauth"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
 )
 
 // Result is the outcome of one authentication attempt. The values form a
@@ -26,7 +26,6 @@ const (
 	ResultAlgNotAllowed  Result = "alg_not_allowed" // alg none, or an alg the key was not made for
 	ResultUnknownKey     Result = "unknown_key"     // unknown kid, or unknown API key id
 	ResultBadSignature   Result = "bad_signature"   // wrong signature, or wrong API key secret
-	ResultError          Result = "error"           // a technical failure, not the client's fault
 )
 
 // Outcome is what a provider reports about one request.
@@ -83,9 +82,7 @@ func Detail(provider string, r Result, maxTokenBytes int) string {
 		return "The bearer token's signing algorithm is not accepted."
 	case ResultUnknownKey:
 		return "The bearer token is signed with an unknown key."
-	case ResultBadSignature:
-		return "The bearer token's signature is invalid."
 	default:
-		return "Authentication is temporarily unavailable."
+		return "The bearer token's signature is invalid."
 	}
 }

@@ -1,0 +1,233 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lexiscore/gateway/internal/e2e"
+	"github.com/lexiscore/gateway/modules/identity"
+)
+
+// newSecret is what deploy/run-local.sh does: 32 random bytes in base64.
+func newSecret(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// gatewayCLI runs a subcommand of the gateway binary and returns its stdout.
+func gatewayCLI(t *testing.T, env map[string]string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bins.Gateway, args...)
+	cmd.Env = os.Environ()
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		return stdout.String() + stderr.String(), err
+	}
+	return stdout.String(), nil
+}
+
+// receivedHeaders returns the headers of the last /v1 request the backend got.
+func receivedHeaders(t *testing.T, be *e2e.Backend) http.Header {
+	t.Helper()
+	var seen []struct {
+		Headers http.Header `json:"headers"`
+	}
+	be.Admin(t, "/requests", &seen)
+	if len(seen) == 0 {
+		t.Fatal("the backend received no request")
+	}
+	return seen[len(seen)-1].Headers
+}
+
+func TestAuthenticationEndToEnd(t *testing.T) {
+	secret := newSecret(t)
+	keysFile := filepath.Join(t.TempDir(), "api-keys.jsonl")
+	secretEnv := map[string]string{"GATEWAY_JWT_SECRET": secret}
+
+	out, err := gatewayCLI(t, nil, "new-api-key", "--user", "robot", "--tier", "pro", "--tenant", "globex", "--expires", "720h")
+	if err != nil {
+		t.Fatalf("new-api-key: %v: %s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], identity.APIKeyPrefix) {
+		t.Fatalf("new-api-key printed %q", out)
+	}
+	apiKey := lines[0]
+	if err := os.WriteFile(keysFile, []byte(lines[1]+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	be := e2e.StartBackend(t, bins, nil)
+	gw := e2e.StartGateway(t, bins, []string{be.Addr}, map[string]string{
+		"GATEWAY_JWT_SECRET":    secret,
+		"GATEWAY_JWT_ISSUER":    "https://id.lexiscore.test",
+		"GATEWAY_JWT_AUDIENCE":  "lexiscore",
+		"GATEWAY_API_KEYS_FILE": keysFile,
+		// Required by the request signing the Caddyfile also does.
+		"GATEWAY_SIGNING_SECRET": newSecret(t),
+	})
+
+	out, err = gatewayCLI(t, secretEnv, "issue-token", "--sub", "demo", "--tier", "free", "--tenant", "acme", "--ttl", "1h", "--iss", "https://id.lexiscore.test", "--aud", "lexiscore")
+	if err != nil {
+		t.Fatalf("issue-token: %v: %s", err, out)
+	}
+	token := strings.TrimSpace(out)
+	wrongAud, err := gatewayCLI(t, secretEnv, "issue-token", "--sub", "demo", "--iss", "https://id.lexiscore.test", "--aud", "someone-else")
+	if err != nil {
+		t.Fatalf("issue-token: %v: %s", err, wrongAud)
+	}
+	expired, err := identity.IssueToken([]byte(secret), identity.TokenOptions{Subject: "demo", Issuer: "https://id.lexiscore.test", Audience: "lexiscore", TTL: time.Minute}, time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bearer := func(tok string) http.Header {
+		return http.Header{"Authorization": {"Bearer " + strings.TrimSpace(tok)}}
+	}
+
+	t.Run("health and readiness stay open", func(t *testing.T) {
+		for _, p := range []string{"/healthz", "/readyz"} {
+			e2e.WaitFor(t, 10*time.Second, p, func() error {
+				return expectOK(gw, p)
+			})
+		}
+	})
+
+	refusals := []struct {
+		name   string
+		header http.Header
+		detail string
+	}{
+		{"no credentials", nil, identity.Detail("jwt", identity.ResultMissing, 0)},
+		{"expired token", bearer(expired), "The bearer token has expired."},
+		{"wrong audience", bearer(wrongAud), "The bearer token is not meant for this audience."},
+		{"wrong API key secret", http.Header{"X-Api-Key": {apiKey[:len(apiKey)-4] + "AAAA"}}, "The API key is not valid."},
+	}
+	for _, tc := range refusals {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := gw.Do(t, http.MethodGet, "/v1/users/demo/scores", nil, tc.header)
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("status %d, want 401", resp.StatusCode)
+			}
+			assertSecurityHeaders(t, resp)
+			doc := problemBody(t, resp)
+			if doc["detail"] != tc.detail || !strings.HasSuffix(doc["type"].(string), "#unauthenticated") {
+				t.Fatalf("problem %v, want detail %q", doc, tc.detail)
+			}
+			if !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), `Bearer realm="lexiscore"`) {
+				t.Fatalf("WWW-Authenticate %q", resp.Header.Get("WWW-Authenticate"))
+			}
+		})
+	}
+
+	t.Run("token identity reaches the backend, forged headers do not", func(t *testing.T) {
+		h := bearer(token)
+		h.Set("X-Auth-User-Id", "admin")
+		h.Set("X-Auth-User-Tier", "enterprise")
+		resp := gw.Do(t, http.MethodGet, "/v1/users/demo/scores", nil, h)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		got := receivedHeaders(t, be)
+		if id := got.Values("X-Auth-User-Id"); len(id) != 1 || id[0] != "demo" {
+			t.Fatalf("backend got X-Auth-User-Id %v", id)
+		}
+		if got.Get("X-Auth-User-Tier") != "free" || got.Get("X-Auth-User-Tenant") != "acme" {
+			t.Fatalf("backend headers %v", got)
+		}
+	})
+
+	t.Run("API key identity reaches the backend", func(t *testing.T) {
+		resp := gw.Do(t, http.MethodGet, "/v1/users/robot/scores", nil, http.Header{"X-Api-Key": {apiKey}})
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		got := receivedHeaders(t, be)
+		if got.Get("X-Auth-User-Id") != "robot" || got.Get("X-Auth-User-Tier") != "pro" || got.Get("X-Auth-User-Tenant") != "globex" {
+			t.Fatalf("backend headers %v", got)
+		}
+	})
+
+	t.Run("metrics and logs", func(t *testing.T) {
+		m := gw.Metrics(t)
+		for _, want := range []string{
+			`gateway_auth_requests_total{provider="jwt",result="success"} 1`,
+			`gateway_auth_requests_total{provider="jwt",result="expired"} 1`,
+			`gateway_auth_requests_total{provider="jwt",result="wrong_audience"} 1`,
+			`gateway_auth_requests_total{provider="api_key",result="success"} 1`,
+			`gateway_auth_requests_total{provider="none",result="missing"} 1`,
+		} {
+			if !strings.Contains(m, want) {
+				t.Errorf("metrics lack %s", want)
+			}
+		}
+		logs := gw.Output()
+		if !strings.Contains(logs, `"logger":"http.handlers.authenticate.audit"`) {
+			t.Error("no audit events in the gateway's output")
+		}
+		for _, secretText := range []string{secret, token, expired, apiKey} {
+			if strings.Contains(logs, secretText) {
+				t.Fatal("the gateway's output contains a secret, token or key")
+			}
+		}
+	})
+}
+
+func expectOK(gw *e2e.Gateway, path string) error {
+	resp, err := gw.Client.Get(gw.BaseURL + path)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return &statusError{resp.StatusCode, http.StatusOK}
+	}
+	return nil
+}
+
+func TestGatewayRefusesWeakJWTSecret(t *testing.T) {
+	caddyfile := filepath.Join(bins.Root, "Caddyfile")
+	for name, value := range map[string]string{"missing": "", "default": "changeme-changeme-changeme-changeme", "short": "0123456789"} {
+		t.Run(name, func(t *testing.T) {
+			// Everything else the Caddyfile requires is valid, so that only
+			// the JWT secret can be what stops it.
+			env := map[string]string{"XDG_DATA_HOME": t.TempDir(), "XDG_CONFIG_HOME": t.TempDir(), "GATEWAY_SIGNING_SECRET": newSecret(t)}
+			if value != "" {
+				env["GATEWAY_JWT_SECRET"] = value
+			}
+			if _, set := os.LookupEnv("GATEWAY_JWT_SECRET"); set && value == "" {
+				t.Setenv("GATEWAY_JWT_SECRET", "")
+				os.Unsetenv("GATEWAY_JWT_SECRET")
+			}
+			out, err := gatewayCLI(t, env, "validate", "--config", caddyfile, "--adapter", "caddyfile")
+			if err == nil {
+				t.Fatalf("the gateway accepted the secret; output:\n%s", out)
+			}
+			if !strings.Contains(out, "secret_env GATEWAY_JWT_SECRET") {
+				t.Fatalf("the error does not name the setting:\n%s", out)
+			}
+			if value != "" && strings.Contains(out, value) {
+				t.Fatal("the error echoes the secret")
+			}
+		})
+	}
+}

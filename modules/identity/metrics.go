@@ -1,0 +1,38 @@
+package identity
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lexiscore/gateway/internal/telemetry"
+)
+
+// Package-level collectors keep counting across config reloads; each load
+// registers them into its own registry (telemetry.Register).
+var (
+	authRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gateway_auth_requests_total",
+		Help: "Authentication decisions by provider (jwt, api_key, none) and result (success or the reason of a refusal).",
+	}, []string{"provider", "result"})
+
+	jwksRefreshes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gateway_jwks_refresh_total",
+		Help: "Fetches of the JWT provider's JWK Set by result (success, failure).",
+	}, []string{"result"})
+
+	apiKeyReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gateway_api_keys_reload_total",
+		Help: "Reloads of the API keys file after it changed, by result (success, failure).",
+	}, []string{"result"})
+)
+
+func registerMetrics(reg prometheus.Registerer) error {
+	return telemetry.Register(reg, authRequests, jwksRefreshes, apiKeyReloads)
+}
+
+// resultLabel names a background refresh outcome.
+func resultLabel(err error) string {
+	if err != nil {
+		return "failure"
+	}
+	return "success"
+}
