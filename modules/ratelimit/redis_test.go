@@ -1,0 +1,246 @@
+package ratelimit
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lexiscore/gateway/internal/caddytest"
+	"github.com/lexiscore/gateway/internal/redistest"
+)
+
+// redisSite limits /v1/* per X-User with one policy, burst 3/m unless
+// policy says otherwise, in the Redis of RATELIMIT_TEST_REDIS_URL (read at
+// provision, as production reads REDIS_URL). The breaker opens after two
+// failures and tries again after 300ms, so recovery shows quickly.
+func redisSite(body, policy, onError string) string {
+	if policy == "" {
+		policy = "burst 3/m"
+	}
+	return fmt.Sprintf(`
+http://127.0.0.1:{http_port} {
+	request_id
+	route /v1/* {
+		rate_limit {
+			key {http.request.header.X-User}
+			policy %s
+			store {env.RATELIMIT_TEST_REDIS_URL} {
+				breaker 2 300ms
+			}
+			timeout 50ms
+			%s
+		}
+		respond %q
+	}
+	handle_errors {
+		problem
+	}
+}`, policy, onError, body)
+}
+
+func startRedis(t *testing.T) *redistest.Server {
+	t.Helper()
+	srv := redistest.Start(t)
+	t.Setenv("RATELIMIT_TEST_REDIS_URL", srv.URL())
+	return srv
+}
+
+// pooledRedis returns the Redis store in the pool.
+func pooledRedis(t *testing.T) *pooledStore {
+	t.Helper()
+	var found *pooledStore
+	stores.Range(func(_, v any) bool {
+		if p := v.(*pooledStore); p.client != nil {
+			found = p
+		}
+		return found == nil
+	})
+	if found == nil {
+		t.Fatal("no Redis store in the pool")
+	}
+	return found
+}
+
+// policyOf returns the first policy named in RateLimit-Policy.
+func policyOf(r response) string {
+	first, _, _ := strings.Cut(r.header.Get("RateLimit-Policy"), ";")
+	return strings.Trim(first, `"`)
+}
+
+func TestRedisLimitsAndReloadKeepsClient(t *testing.T) {
+	srv := startRedis(t)
+	in := caddytest.Start(t, "", redisSite("before", "", ""))
+	url := in.URL("/v1/scores")
+	for i := range 2 {
+		if r := get(t, url, "alice"); r.status != 200 || remaining(r, "burst") != 2-i {
+			t.Fatalf("request %d: %d, RateLimit %q", i+1, r.status, r.header.Get("RateLimit"))
+		}
+	}
+	if n, err := srv.Client(t).Get(t.Context(), "gateway:ratelimit:burst:id:alice").Int(); err != nil || n != 2 {
+		t.Fatalf("Redis counter gateway:ratelimit:burst:id:alice = %d, %v; want 2", n, err)
+	}
+
+	before := pooledRedis(t)
+	in.Load(t, redisSite("after", "", ""))
+	after := pooledRedis(t)
+	if before != after {
+		t.Fatal("the reload replaced the Redis store: clients and breakers must outlive reloads")
+	}
+	if err := after.client.Ping(t.Context()).Err(); err != nil {
+		t.Fatalf("the kept Redis client no longer works: %v", err)
+	}
+	if r := get(t, url, "alice"); r.status != 200 || string(r.body) != "after" || remaining(r, "burst") != 0 {
+		t.Fatalf("after reload: %d %q, RateLimit %q", r.status, r.body, r.header.Get("RateLimit"))
+	}
+	problemDoc(t, get(t, url, "alice"), 429, "rate-limited")
+	if r := get(t, url, "bob"); r.status != 200 {
+		t.Fatalf("bob: %d", r.status)
+	}
+}
+
+func TestRedisDownAtStartup(t *testing.T) {
+	srv := startRedis(t)
+	srv.Kill()
+	in := caddytest.Start(t, "", redisSite("ok", "", "emergency 10/m"))
+	url := in.URL("/v1/scores")
+	if r := get(t, url, "alice"); r.status != 200 || policyOf(r) != EmergencyPolicy {
+		t.Fatalf("with Redis down: %d, RateLimit-Policy %q; want 200 under the emergency policy", r.status, r.header.Get("RateLimit-Policy"))
+	}
+	srv.Restart(t)
+	eventually(t, 15*time.Second, "Redis to be used once it is up", func() string {
+		if r := get(t, url, "alice"); r.status != 200 || policyOf(r) != "burst" {
+			return fmt.Sprintf("%d, RateLimit-Policy %q", r.status, r.header.Get("RateLimit-Policy"))
+		}
+		return ""
+	})
+}
+
+func TestRedisKilledFailsOpenToEmergencyLimit(t *testing.T) {
+	srv := startRedis(t)
+	in := caddytest.Start(t, "", redisSite("ok", "burst 100/m", "on_store_error fail_open\n\t\t\temergency 3/m"))
+	url := in.URL("/v1/scores")
+	for range 2 {
+		if r := get(t, url, "alice"); r.status != 200 || policyOf(r) != "burst" {
+			t.Fatalf("%d, RateLimit-Policy %q", r.status, r.header.Get("RateLimit-Policy"))
+		}
+	}
+	failOpen := decisions.WithLabelValues("burst", decisionFailOpen)
+	errs := storeErrors.WithLabelValues("redis")
+	beforeFailOpen, beforeErrs := value(failOpen), value(errs)
+
+	srv.Kill()
+	var statuses []int
+	for range 6 {
+		r := get(t, url, "alice")
+		if got, want := r.header.Get("RateLimit-Policy"), `"emergency";q=3;w=60`; got != want {
+			t.Fatalf("RateLimit-Policy %q with Redis down, want %q", got, want)
+		}
+		if r.status == 429 {
+			if doc := problemDoc(t, r, 429, "rate-limited"); doc["policy"] != EmergencyPolicy {
+				t.Fatalf("refused by %v, want the emergency policy", doc["policy"])
+			}
+		}
+		statuses = append(statuses, r.status)
+	}
+	if want := []int{200, 200, 200, 429, 429, 429}; !equal(statuses, want) {
+		t.Fatalf("statuses %v with Redis down, want %v (emergency limit 3/m)", statuses, want)
+	}
+	if d := value(failOpen) - beforeFailOpen; d != 6 {
+		t.Errorf("fail_open decisions +%v, want +6", d)
+	}
+	if d := value(errs) - beforeErrs; d < 2 {
+		t.Errorf("store errors +%v, want at least the 2 that open the breaker", d)
+	}
+	if value(breakerState.WithLabelValues("redis", "closed")) != 0 {
+		t.Error("breaker state still closed after Redis died")
+	}
+
+	srv.Restart(t)
+	eventually(t, 15*time.Second, "recovery on the restarted Redis", func() string {
+		if r := get(t, url, "alice"); r.status != 200 || policyOf(r) != "burst" {
+			return fmt.Sprintf("%d, RateLimit-Policy %q", r.status, r.header.Get("RateLimit-Policy"))
+		}
+		return ""
+	})
+	if value(breakerState.WithLabelValues("redis", "closed")) != 1 {
+		t.Error("breaker state not closed after recovery")
+	}
+}
+
+func TestRedisKilledFailsClosed(t *testing.T) {
+	srv := startRedis(t)
+	in := caddytest.Start(t, "", redisSite("ok", "burst 100/m", "on_store_error fail_closed"))
+	url := in.URL("/v1/scores")
+	if r := get(t, url, "alice"); r.status != 200 {
+		t.Fatalf("%d", r.status)
+	}
+	srv.Kill()
+	for range 4 {
+		r := get(t, url, "alice")
+		doc := problemDoc(t, r, 503, "rate-limit-unavailable")
+		wait := retryAfter(t, r, 1)
+		if doc["retry_after"] != float64(wait) {
+			t.Fatalf("problem retry_after %v, Retry-After %d", doc["retry_after"], wait)
+		}
+		if d, _ := doc["detail"].(string); strings.Contains(d, "127.0.0.1") || strings.Contains(d, "redis") {
+			t.Fatalf("problem detail leaks internals: %q", d)
+		}
+		if r.header.Get("RateLimit-Policy") != `"burst";q=100;w=60` || r.header.Get("RateLimit") != "" {
+			t.Fatalf("503 headers: RateLimit-Policy %q, RateLimit %q: want the quota only", r.header.Get("RateLimit-Policy"), r.header.Get("RateLimit"))
+		}
+	}
+	srv.Restart(t)
+	eventually(t, 15*time.Second, "recovery on the restarted Redis", func() string {
+		if r := get(t, url, "alice"); r.status != 200 {
+			return fmt.Sprintf("%d %s", r.status, r.body)
+		}
+		return ""
+	})
+}
+
+// TestRedisHungIsBounded pauses Redis: connections stay open and nothing
+// answers, the worst case for a client. Every request must still finish
+// promptly, and Redis must be used again once it resumes.
+func TestRedisHungIsBounded(t *testing.T) {
+	srv := startRedis(t)
+	in := caddytest.Start(t, "", redisSite("ok", "burst 1000/m", "emergency 1000/m"))
+	url := in.URL("/v1/scores")
+	if r := get(t, url, "alice"); r.status != 200 {
+		t.Fatalf("%d", r.status)
+	}
+
+	srv.Pause(t)
+	const n = 30
+	deadline := 5 * time.Second // each request costs at most one 50ms store timeout
+	start := time.Now()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var inTime, ok int
+	for i := range n {
+		wg.Go(func() {
+			r := get(t, url, fmt.Sprintf("user-%d", i%5))
+			mu.Lock()
+			defer mu.Unlock()
+			if time.Since(start) <= deadline {
+				inTime++
+			}
+			if r.status == 200 && policyOf(r) == EmergencyPolicy {
+				ok++
+			}
+		})
+	}
+	wg.Wait()
+	if inTime != n || ok != n {
+		t.Fatalf("with Redis hung: %d of %d requests finished within %s, %d answered 200 under the emergency policy", inTime, n, deadline, ok)
+	}
+
+	srv.Resume(t)
+	eventually(t, 15*time.Second, "recovery after Redis resumed", func() string {
+		if r := get(t, url, "alice"); r.status != 200 || policyOf(r) != "burst" {
+			return fmt.Sprintf("%d, RateLimit-Policy %q", r.status, r.header.Get("RateLimit-Policy"))
+		}
+		return ""
+	})
+}
