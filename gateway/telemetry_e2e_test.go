@@ -29,41 +29,43 @@ func TestTraceReachesBackend(t *testing.T) {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
 
-	var spans []e2e.Span
-	e2e.WaitFor(t, 15*time.Second, "gateway and backend spans", func() error {
-		spans = rcv.Trace(traceID)
-		services := map[string]bool{}
+	// Spans arrive in batches from two processes: wait until the backend's
+	// span and its parent in the gateway have both arrived.
+	var backend, parent e2e.Span
+	e2e.WaitFor(t, 15*time.Second, "the backend span and its gateway parent", func() error {
+		spans := rcv.Trace(traceID)
+		byID := map[string]e2e.Span{}
 		for _, s := range spans {
-			services[s.Service] = true
+			byID[s.SpanID] = s
 		}
-		if !services["gateway"] || !services["scoring"] {
-			return fmt.Errorf("services so far: %v", services)
+		for _, s := range spans {
+			if s.Service != "scoring" {
+				continue
+			}
+			p, ok := byID[s.ParentSpanID]
+			if !ok || p.Service != "gateway" {
+				return fmt.Errorf("backend span %s: parent %s not received from the gateway yet", s.Name, s.ParentSpanID)
+			}
+			backend, parent = s, p
+			return nil
 		}
-		return nil
+		return fmt.Errorf("no backend span yet among %d spans", len(spans))
 	})
-	byID := map[string]e2e.Span{}
-	for _, s := range spans {
-		byID[s.SpanID] = s
+	if backend.Name != "GET /v1/users/{id}/scores" {
+		t.Errorf("backend span name %q", backend.Name)
 	}
-	for _, s := range spans {
-		if s.Service != "scoring" {
-			continue
-		}
-		if s.Name != "GET /v1/users/{id}/scores" {
-			t.Errorf("backend span name %q", s.Name)
-		}
-		parent, ok := byID[s.ParentSpanID]
-		if !ok || parent.Service != "gateway" {
-			t.Errorf("backend span's parent %s is not a gateway span (spans: %+v)", s.ParentSpanID, spans)
-		}
-	}
-	for _, s := range spans {
-		if s.Service == "gateway" && s.ParentSpanID == "00f067aa0ba902b7" {
-			if got := s.Attributes["http.request.header.x-request-id"]; got != "trace-test-1" {
-				t.Errorf("server span request ID attribute %q", got)
+	t.Logf("backend span's parent: gateway span %q", parent.Name)
+	e2e.WaitFor(t, 15*time.Second, "the gateway server span", func() error {
+		for _, s := range rcv.Trace(traceID) {
+			if s.Service == "gateway" && s.ParentSpanID == "00f067aa0ba902b7" {
+				if got := s.Attributes["http.request.header.x-request-id"]; got != "trace-test-1" {
+					return fmt.Errorf("server span request ID attribute %q", got)
+				}
+				return nil
 			}
 		}
-	}
+		return fmt.Errorf("no gateway span is a child of the client's span")
+	})
 
 	entry := accessLogEntry(t, gw, "trace-test-1")
 	if entry["traceID"] != traceID {
