@@ -1,12 +1,12 @@
 # The two commands the README promises: `make run` and `make test`.
 GO ?= go
 
-.PHONY: run test build bench deps vet unit
+.PHONY: run test build bench deps vet unit fuzz
 
 run:
 	./deploy/run-local.sh
 
-test: deps vet unit
+test: deps vet unit fuzz
 
 deps:
 	./deploy/install-deps.sh
@@ -18,6 +18,13 @@ vet:
 
 unit:
 	$(GO) test -race -count=1 -timeout 40m ./...
+
+# Short, bounded fuzzing of every parser that takes client input; longer runs:
+# FUZZTIME=10m make fuzz.
+FUZZTIME ?= 5s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParseToken$$' -fuzztime $(FUZZTIME) ./modules/identity
+	$(GO) test -run '^$$' -fuzz '^FuzzAPIKey$$' -fuzztime $(FUZZTIME) ./modules/identity
 
 build:
 	./xcaddy.sh

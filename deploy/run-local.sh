@@ -11,6 +11,20 @@ go build -o bin/scoring ./backends/scoring
 # The local CA and certificates stay in .run/, not in the user's home.
 export XDG_DATA_HOME="$PWD/.run/data" XDG_CONFIG_HOME="$PWD/.run/config"
 export SCORING_UPSTREAMS="${SCORING_UPSTREAMS:-127.0.0.1:9001}"
+# A throwaway JWT secret for the demo, new on every run, unless one is given:
+# the gateway refuses to start without a strong secret and never ships one.
+if [ -z "${GATEWAY_JWT_SECRET:-}" ]; then
+	GATEWAY_JWT_SECRET="$(head -c 32 /dev/urandom | base64)"
+fi
+export GATEWAY_JWT_SECRET
+# A throwaway request-signing secret shared by gateway and backend, new on
+# every run, unless one is given: the backend refuses unsigned /v1 requests.
+if [ -z "${GATEWAY_SIGNING_SECRET_FILE:-}" ]; then
+	GATEWAY_SIGNING_SECRET_FILE="$PWD/.run/signing-secret"
+	(umask 077 && head -c 48 /dev/urandom | base64 >"$GATEWAY_SIGNING_SECRET_FILE")
+fi
+export GATEWAY_SIGNING_SECRET_FILE GATEWAY_SIGNING_KEY_ID="${GATEWAY_SIGNING_KEY_ID:-gateway-1}"
+export SCORING_SIGNING_KEYS="${SCORING_SIGNING_KEYS:-$GATEWAY_SIGNING_KEY_ID:$GATEWAY_SIGNING_SECRET_FILE}"
 https_port="${GATEWAY_HTTPS_PORT:-8443}"
 
 pids=()
@@ -41,6 +55,9 @@ for _ in $(seq 1 100); do
 	sleep 0.2
 done
 
+token="$(bin/gateway issue-token --sub demo --tier free --tenant acme --ttl 1h \
+	${GATEWAY_JWT_ISSUER:+--iss "$GATEWAY_JWT_ISSUER"} ${GATEWAY_JWT_AUDIENCE:+--aud "$GATEWAY_JWT_AUDIENCE"})"
+
 cat <<MSG
 
 LexiScore Gateway is running.
@@ -50,8 +67,8 @@ LexiScore Gateway is running.
   logs        .run/gateway.log  .run/scoring.log
   local CA    $root
 
-Try it:
-  curl --cacert $root https://localhost:$https_port/v1/users/demo/scores
+Try it (a token for user "demo", valid for an hour; more: bin/gateway issue-token --help):
+  curl --cacert $root -H "Authorization: Bearer $token" https://localhost:$https_port/v1/users/demo/scores
 
 Press Ctrl-C to stop.
 MSG

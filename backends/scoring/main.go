@@ -6,10 +6,12 @@
 //
 // Usage:
 //
-//	scoring [-addr 127.0.0.1:9001] [-admin-addr 127.0.0.1:9002]
+//	scoring [-addr 127.0.0.1:9001] [-admin-addr 127.0.0.1:9002] [-signing-keys keyid:secret_file,...]
 //
-// The environment variables SCORING_ADDR and SCORING_ADMIN_ADDR replace the
-// defaults; flags win over both.
+// The environment variables SCORING_ADDR, SCORING_ADMIN_ADDR and
+// SCORING_SIGNING_KEYS replace the defaults; flags win over both. With
+// signing keys, /v1 requests must carry the gateway's signature (see
+// internal/httpsig); health checks and the OpenAPI document never do.
 package main
 
 import (
@@ -22,6 +24,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/lexiscore/gateway/internal/httpsig"
 )
 
 const (
@@ -33,6 +37,9 @@ const (
 type config struct {
 	addr      string // public API
 	adminAddr string // fault-injection admin API
+	// signingKeys lists the gateway's signing keys as keyid:secret_file
+	// pairs, several during a rotation. Empty: signatures are not checked.
+	signingKeys string
 }
 
 func main() {
@@ -61,6 +68,7 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	var cfg config
 	fs.StringVar(&cfg.addr, "addr", envOr(getenv, "SCORING_ADDR", defaultAddr), "`address` of the scoring API (env SCORING_ADDR)")
 	fs.StringVar(&cfg.adminAddr, "admin-addr", envOr(getenv, "SCORING_ADMIN_ADDR", defaultAdminAddr), "`address` of the fault-injection admin API (env SCORING_ADMIN_ADDR)")
+	fs.StringVar(&cfg.signingKeys, "signing-keys", getenv("SCORING_SIGNING_KEYS"), "comma-separated `keyid:secret_file` pairs; /v1 requests must be signed by the gateway with one of them (env SCORING_SIGNING_KEYS; empty: unchecked)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, fmt.Errorf("parse flags: %w", err)
 	}
@@ -110,9 +118,11 @@ func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger)
 // tracing are added here; observe stays first so that statistics and the
 // request log see every request, including rejected ones.
 func v1Middleware(s *server) []middleware {
-	return []middleware{
-		s.observe,
-		s.traced,
-		s.injectFaults,
+	mws := []middleware{s.observe, s.traced}
+	if s.verifier != nil {
+		// After observe and traced, so that refused requests are counted,
+		// logged and traced too.
+		mws = append(mws, httpsig.VerifyMiddleware(s.verifier, nil))
 	}
+	return append(mws, s.injectFaults)
 }

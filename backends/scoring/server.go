@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/lexiscore/gateway/internal/httpsig"
 )
 
 // shutdownTimeout bounds the graceful shutdown: requests still running after
@@ -28,6 +30,9 @@ type server struct {
 	faultsMu sync.Mutex
 	// v1 routes the /v1 API; observe asks it for the route of a request.
 	v1 *http.ServeMux
+	// verifier checks the gateway's signature on /v1 requests; nil when
+	// no signing key is configured.
+	verifier *httpsig.Verifier
 
 	api     *apiServer
 	admin   *http.Server
@@ -41,6 +46,17 @@ func newServer(cfg config, logger *slog.Logger) (*server, error) {
 		store:    newStore(maxScores),
 		stats:    newStats(),
 		requests: newRequestLog(requestLogSize),
+	}
+	if cfg.signingKeys == "" {
+		logger.Warn("no signing keys: /v1 requests are not checked for the gateway's signature")
+	} else {
+		keys, err := httpsig.ParseKeyFiles(cfg.signingKeys)
+		if err != nil {
+			return nil, fmt.Errorf("signing keys: %w", err)
+		}
+		if s.verifier, err = httpsig.NewVerifier(keys, httpsig.Options{}); err != nil {
+			return nil, fmt.Errorf("signing keys: %w", err)
+		}
 	}
 	api, err := newAPIServer(cfg.addr, s.apiHandler(), logger)
 	if err != nil {

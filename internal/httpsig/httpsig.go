@@ -1,0 +1,484 @@
+// Package httpsig signs requests from the gateway to its backends and verifies
+// them at the backend, so that a backend reached directly, bypassing the
+// gateway, refuses the request.
+//
+// It implements exactly one profile of RFC 9421 (HTTP Message Signatures)
+// with an RFC 9530 Content-Digest, not the whole RFC:
+//
+//   - algorithm hmac-sha256 with a shared secret of at least MinSecretLen
+//     bytes, named by a key ID so that keys rotate (a Verifier holds several);
+//   - one signature, labelled Label, whose covered components are, in this
+//     order: "@method" "@path" "@query" "content-digest", then whichever of
+//     "x-request-id" "x-auth-user-id" "x-auth-user-tier" "x-auth-user-tenant"
+//     the request carries;
+//   - signature parameters created (Unix seconds), keyid and alg;
+//   - Content-Digest carries the sha-256 of the body as sent (of the empty
+//     body when there is none), so a body cannot be added, removed or changed.
+//
+// A Verifier accepts a request only if all of the above hold, the signature
+// is no older than MaxAge (and not from further in the future than MaxSkew),
+// every identity header present is covered, and the body hashes to the
+// signed digest. There is no nonce: a captured request can be replayed
+// within MaxAge, which TLS or a private network between gateway and backend
+// has to prevent.
+package httpsig
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dunglas/httpsfv"
+)
+
+// The fixed parts of the profile.
+const (
+	// Algorithm is the value of the alg signature parameter.
+	Algorithm = "hmac-sha256"
+	// Label names the signature in Signature-Input and Signature.
+	Label = "gateway"
+	// MinSecretLen is the shortest secret accepted, in bytes: the output
+	// size of SHA-256, as RFC 2104 recommends for HMAC keys.
+	MinSecretLen = 32
+)
+
+// Header names the scheme uses.
+const (
+	HeaderSignature      = "Signature"
+	HeaderSignatureInput = "Signature-Input"
+	HeaderContentDigest  = "Content-Digest"
+)
+
+// alwaysCovered are covered by every signature, in this order.
+var alwaysCovered = []string{"@method", "@path", "@query", "content-digest"}
+
+// CoveredHeaders are covered whenever the request carries them, in this
+// order; a verified request carrying one that the signature does not cover
+// is refused, so none can be added in transit.
+var CoveredHeaders = []string{"x-request-id", "x-auth-user-id", "x-auth-user-tier", "x-auth-user-tenant"}
+
+// Errors a Verifier returns, wrapped with detail. Each is safe to show to the
+// caller; Reason maps them to a short label.
+var (
+	ErrUnsigned      = errors.New("request is not signed")
+	ErrMalformed     = errors.New("signature fields are malformed")
+	ErrAlgorithm     = errors.New("signature algorithm is not " + Algorithm)
+	ErrUnknownKey    = errors.New("signature key id is unknown")
+	ErrExpired       = errors.New("signature is too old")
+	ErrFuture        = errors.New("signature is from the future")
+	ErrCoverage      = errors.New("signature does not cover the required components")
+	ErrBadSignature  = errors.New("signature does not match")
+	ErrDigest        = errors.New("body does not match its Content-Digest")
+	ErrBodyTooLarge  = errors.New("body is too large")
+	errSecretTooWeak = fmt.Errorf("secret is shorter than %d bytes", MinSecretLen)
+)
+
+// Reason returns a short, bounded label for a verification error, for logs
+// and metrics: "unsigned", "malformed", "algorithm", "unknown_key",
+// "expired", "future", "coverage", "bad_signature", "digest", "too_large",
+// or "error".
+func Reason(err error) string {
+	for _, r := range []struct {
+		err   error
+		label string
+	}{
+		{ErrUnsigned, "unsigned"}, {ErrMalformed, "malformed"}, {ErrAlgorithm, "algorithm"},
+		{ErrUnknownKey, "unknown_key"}, {ErrExpired, "expired"}, {ErrFuture, "future"},
+		{ErrCoverage, "coverage"}, {ErrBadSignature, "bad_signature"}, {ErrDigest, "digest"},
+		{ErrBodyTooLarge, "too_large"},
+	} {
+		if errors.Is(err, r.err) {
+			return r.label
+		}
+	}
+	return "error"
+}
+
+// Key is one shared secret and the ID that names it in the keyid parameter.
+type Key struct {
+	ID     string
+	Secret []byte
+}
+
+// check reports a key that cannot be used, without revealing the secret.
+func (k Key) check() error {
+	if k.ID == "" {
+		return errors.New("key id is empty")
+	}
+	for _, c := range k.ID {
+		if c < 0x20 || c > 0x7e {
+			return fmt.Errorf("key id %q: only printable ASCII is allowed", k.ID)
+		}
+	}
+	if len(k.Secret) < MinSecretLen {
+		return fmt.Errorf("key %q: %w", k.ID, errSecretTooWeak)
+	}
+	return nil
+}
+
+// Signer signs requests with one key. It is safe for concurrent use.
+type Signer struct {
+	key Key
+	now func() time.Time
+}
+
+// NewSigner returns a Signer for key; now is the clock (nil: time.Now).
+func NewSigner(key Key, now func() time.Time) (*Signer, error) {
+	if err := key.check(); err != nil {
+		return nil, err
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Signer{key: Key{ID: key.ID, Secret: append([]byte(nil), key.Secret...)}, now: now}, nil
+}
+
+// KeyID returns the ID of the signing key.
+func (s *Signer) KeyID() string { return s.key.ID }
+
+// Sign sets Content-Digest from bodySum, the SHA-256 of the body r will
+// carry, then Signature-Input and Signature. Any such headers already on r
+// are replaced.
+func (s *Signer) Sign(r *http.Request, bodySum [sha256.Size]byte) error {
+	r.Header.Set(HeaderContentDigest, FormatDigest(bodySum))
+	covered := make([]string, 0, len(alwaysCovered)+len(CoveredHeaders))
+	covered = append(covered, alwaysCovered...)
+	for _, h := range CoveredHeaders {
+		if _, ok := r.Header[http.CanonicalHeaderKey(h)]; ok {
+			covered = append(covered, h)
+		}
+	}
+	sigParams := serializeParams(covered, s.now().Unix(), s.key.ID)
+	base, err := signatureBase(r, covered, sigParams)
+	if err != nil {
+		return err
+	}
+	inputField := Label + "=" + sigParams
+	sigField := Label + "=:" + base64.StdEncoding.EncodeToString(mac(s.key.Secret, base)) + ":"
+	r.Header.Set(HeaderSignatureInput, inputField)
+	r.Header.Set(HeaderSignature, sigField)
+	return nil
+}
+
+// Options tune a Verifier. The zero value is usable.
+type Options struct {
+	// MaxAge is how old a signature's created time may be. Longer tolerates
+	// slower networks and clock drift; shorter narrows the replay window.
+	// Default: 30s.
+	MaxAge time.Duration
+	// MaxSkew is how far in the future created may be, for clocks that run
+	// ahead of the verifier's. Default: 5s.
+	MaxSkew time.Duration
+	// MemoryLimit is how much of a body VerifyMiddleware holds in memory
+	// while hashing it; larger bodies are spooled to a temporary file.
+	// Default: 1 MiB.
+	MemoryLimit int64
+	// MaxBody is the largest body VerifyMiddleware accepts (413 above).
+	// Default: 64 MiB.
+	MaxBody int64
+	// SpoolDir holds spooled bodies. Default: os.TempDir().
+	SpoolDir string
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+}
+
+// Verifier checks signatures made with any of its keys, so that during a
+// rotation both the old and the new key are accepted. It is safe for
+// concurrent use.
+type Verifier struct {
+	keys map[string][]byte
+	opts Options
+}
+
+// NewVerifier returns a Verifier accepting keys.
+func NewVerifier(keys []Key, opts Options) (*Verifier, error) {
+	if len(keys) == 0 {
+		return nil, errors.New("no verification key")
+	}
+	v := &Verifier{keys: make(map[string][]byte, len(keys)), opts: opts}
+	for _, k := range keys {
+		if err := k.check(); err != nil {
+			return nil, err
+		}
+		if _, dup := v.keys[k.ID]; dup {
+			return nil, fmt.Errorf("key id %q given twice", k.ID)
+		}
+		v.keys[k.ID] = append([]byte(nil), k.Secret...)
+	}
+	if v.opts.MaxAge <= 0 {
+		v.opts.MaxAge = 30 * time.Second
+	}
+	if v.opts.MaxSkew <= 0 {
+		v.opts.MaxSkew = 5 * time.Second
+	}
+	if v.opts.MemoryLimit <= 0 {
+		v.opts.MemoryLimit = 1 << 20
+	}
+	if v.opts.MaxBody <= 0 {
+		v.opts.MaxBody = 64 << 20
+	}
+	if v.opts.Now == nil {
+		v.opts.Now = time.Now
+	}
+	return v, nil
+}
+
+// Verified describes an accepted signature.
+type Verified struct {
+	// KeyID is the key that made the signature.
+	KeyID string
+	// Created is when the request was signed.
+	Created time.Time
+	// Digest is the signed SHA-256 of the body, which the caller must
+	// compare with the body it reads (VerifyMiddleware does).
+	Digest [sha256.Size]byte
+}
+
+// Verify checks the signature of r over everything but the body itself: the
+// body must then hash to Verified.Digest (see CheckBody). It reads nothing.
+func (v *Verifier) Verify(r *http.Request) (*Verified, error) {
+	inputs, sigs := r.Header.Values(HeaderSignatureInput), r.Header.Values(HeaderSignature)
+	if len(inputs) == 0 || len(sigs) == 0 {
+		return nil, ErrUnsigned
+	}
+	inputDict, err := httpsfv.UnmarshalDictionary(inputs)
+	if err != nil {
+		return nil, fmt.Errorf("%w: Signature-Input: %w", ErrMalformed, err)
+	}
+	sigDict, err := httpsfv.UnmarshalDictionary(sigs)
+	if err != nil {
+		return nil, fmt.Errorf("%w: Signature: %w", ErrMalformed, err)
+	}
+	inputMember, ok1 := inputDict.Get(Label)
+	sigMember, ok2 := sigDict.Get(Label)
+	if !ok1 || !ok2 {
+		return nil, fmt.Errorf("%w: no signature labelled %q", ErrUnsigned, Label)
+	}
+	sigParams, ok := inputMember.(httpsfv.InnerList)
+	if !ok {
+		return nil, fmt.Errorf("%w: Signature-Input member is not an inner list", ErrMalformed)
+	}
+	sigItem, ok := sigMember.(httpsfv.Item)
+	if !ok {
+		return nil, fmt.Errorf("%w: Signature member is not an item", ErrMalformed)
+	}
+	got, ok := sigItem.Value.([]byte)
+	if !ok {
+		return nil, fmt.Errorf("%w: Signature member is not a byte sequence", ErrMalformed)
+	}
+
+	alg, _ := sigParams.Params.Get("alg")
+	if alg != Algorithm {
+		return nil, ErrAlgorithm
+	}
+	keyID, _ := sigParams.Params.Get("keyid")
+	kid, ok := keyID.(string)
+	if !ok {
+		return nil, fmt.Errorf("%w: keyid missing", ErrMalformed)
+	}
+	secret, ok := v.keys[kid]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownKey, kid)
+	}
+	createdParam, _ := sigParams.Params.Get("created")
+	createdUnix, ok := createdParam.(int64)
+	if !ok {
+		return nil, fmt.Errorf("%w: created missing", ErrMalformed)
+	}
+	created := time.Unix(createdUnix, 0)
+	now := v.opts.Now()
+	if age := now.Sub(created); age > v.opts.MaxAge {
+		return nil, fmt.Errorf("%w: created %s ago, at most %s allowed", ErrExpired, age.Truncate(time.Second), v.opts.MaxAge)
+	} else if -age > v.opts.MaxSkew {
+		return nil, fmt.Errorf("%w: created %s ahead", ErrFuture, (-age).Truncate(time.Second))
+	}
+
+	covered, err := coveredComponents(sigParams)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkCoverage(r, covered); err != nil {
+		return nil, err
+	}
+	digest, err := ParseDigest(r.Header.Values(HeaderContentDigest))
+	if err != nil {
+		return nil, err
+	}
+	// The signature parameters as signed are their canonical RFC 8941
+	// serialization, which is what Signer writes.
+	params, err := httpsfv.Marshal(sigParams)
+	if err != nil {
+		return nil, fmt.Errorf("%w: signature parameters: %w", ErrMalformed, err)
+	}
+	base, err := signatureBase(r, covered, params)
+	if err != nil {
+		return nil, err
+	}
+	if !hmac.Equal(got, mac(secret, base)) {
+		return nil, ErrBadSignature
+	}
+	return &Verified{KeyID: kid, Created: created, Digest: digest}, nil
+}
+
+// CheckBody compares sum, the SHA-256 of the body as received, with the
+// signed digest, in constant time.
+func (vd *Verified) CheckBody(sum [sha256.Size]byte) error {
+	if !hmac.Equal(sum[:], vd.Digest[:]) {
+		return ErrDigest
+	}
+	return nil
+}
+
+// coveredComponents lists the component identifiers of sigParams, refusing
+// parameterized identifiers (such as ;sf or ;req), which the profile does
+// not use.
+func coveredComponents(sigParams httpsfv.InnerList) ([]string, error) {
+	covered := make([]string, 0, len(sigParams.Items))
+	for _, it := range sigParams.Items {
+		name, ok := it.Value.(string)
+		if !ok || len(it.Params.Names()) > 0 {
+			return nil, fmt.Errorf("%w: unsupported component identifier", ErrMalformed)
+		}
+		covered = append(covered, name)
+	}
+	return covered, nil
+}
+
+// checkCoverage requires the always-covered components and every identity
+// header that r carries.
+func checkCoverage(r *http.Request, covered []string) error {
+	has := func(name string) bool {
+		for _, c := range covered {
+			if c == name {
+				return true
+			}
+		}
+		return false
+	}
+	for _, c := range alwaysCovered {
+		if !has(c) {
+			return fmt.Errorf("%w: %q not covered", ErrCoverage, c)
+		}
+	}
+	for _, h := range CoveredHeaders {
+		if _, present := r.Header[http.CanonicalHeaderKey(h)]; present && !has(h) {
+			return fmt.Errorf("%w: %q not covered", ErrCoverage, h)
+		}
+	}
+	return nil
+}
+
+// signatureBase builds the RFC 9421 §2.5 signature base of r; sigParams is
+// the serialized inner list of the Signature-Input member.
+func signatureBase(r *http.Request, covered []string, sigParams string) ([]byte, error) {
+	var b strings.Builder
+	for _, name := range covered {
+		value, err := componentValue(r, name)
+		if err != nil {
+			return nil, err
+		}
+		b.WriteByte('"')
+		b.WriteString(name)
+		b.WriteString(`": `)
+		b.WriteString(value)
+		b.WriteByte('\n')
+	}
+	b.WriteString(`"@signature-params": `)
+	b.WriteString(sigParams)
+	return []byte(b.String()), nil
+}
+
+// sfStringEscaper escapes the content of an RFC 8941 sf-string.
+var sfStringEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+
+// serializeParams writes the signature parameters as RFC 8941 serializes
+// them (what httpsfv.Marshal makes of the parsed field, checked by the
+// tests), without building the structure first. Component names are fixed
+// lower-case identifiers and key IDs printable ASCII, so only '"' and '\'
+// need escaping.
+func serializeParams(covered []string, created int64, keyID string) string {
+	var b strings.Builder
+	b.WriteByte('(')
+	for i, c := range covered {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteByte('"')
+		b.WriteString(c)
+		b.WriteByte('"')
+	}
+	b.WriteString(");created=")
+	b.WriteString(strconv.FormatInt(created, 10))
+	b.WriteString(`;keyid="`)
+	b.WriteString(sfStringEscaper.Replace(keyID))
+	b.WriteString(`";alg="` + Algorithm + `"`)
+	return b.String()
+}
+
+// componentValue is the RFC 9421 §2 value of one covered component.
+func componentValue(r *http.Request, name string) (string, error) {
+	switch name {
+	case "@method":
+		return r.Method, nil
+	case "@path":
+		if p := r.URL.EscapedPath(); p != "" {
+			return p, nil
+		}
+		return "/", nil
+	case "@query":
+		return "?" + r.URL.RawQuery, nil
+	}
+	if strings.HasPrefix(name, "@") || name != strings.ToLower(name) {
+		return "", fmt.Errorf("%w: unsupported component %q", ErrMalformed, name)
+	}
+	values, ok := r.Header[http.CanonicalHeaderKey(name)]
+	if !ok {
+		return "", fmt.Errorf("%w: covered header %q is absent", ErrCoverage, name)
+	}
+	// §2.1: each field line's value trimmed, the lines joined by ", ".
+	trimmed := make([]string, len(values))
+	for i, v := range values {
+		trimmed[i] = strings.Trim(v, " \t")
+	}
+	return strings.Join(trimmed, ", "), nil
+}
+
+func mac(secret, base []byte) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write(base)
+	return m.Sum(nil)
+}
+
+// FormatDigest is the Content-Digest field value for a SHA-256 sum.
+func FormatDigest(sum [sha256.Size]byte) string {
+	return "sha-256=:" + base64.StdEncoding.EncodeToString(sum[:]) + ":"
+}
+
+// ParseDigest returns the sha-256 member of Content-Digest field lines.
+func ParseDigest(lines []string) ([sha256.Size]byte, error) {
+	var sum [sha256.Size]byte
+	if len(lines) == 0 {
+		return sum, fmt.Errorf("%w: no Content-Digest", ErrDigest)
+	}
+	d, err := httpsfv.UnmarshalDictionary(lines)
+	if err != nil {
+		return sum, fmt.Errorf("%w: Content-Digest: %w", ErrMalformed, err)
+	}
+	m, ok := d.Get("sha-256")
+	if !ok {
+		return sum, fmt.Errorf("%w: Content-Digest has no sha-256", ErrDigest)
+	}
+	it, ok := m.(httpsfv.Item)
+	b, ok2 := it.Value.([]byte)
+	if !ok || !ok2 || len(b) != sha256.Size {
+		return sum, fmt.Errorf("%w: Content-Digest sha-256 is not a 32-byte sequence", ErrMalformed)
+	}
+	copy(sum[:], b)
+	return sum, nil
+}
