@@ -6,6 +6,12 @@
 # the ratios gateway/stock and gateway/direct. Absolute numbers depend on the
 # machine; the ratios are what we track (bench/README.md).
 #
+# The gateway gets a bearer token, limits high enough never to refuse the
+# load (the limiter still runs every policy), and its own backend that
+# verifies request signatures; the baselines use a backend that does not.
+# BENCH_REDIS=1 puts the limiter on a throwaway Redis; BENCH_CADDYFILE=path
+# runs a variant of the Caddyfile; BENCH_GATEWAY_ENV="K=V ..." adds settings.
+#
 # Usage: bench/run.sh [duration (default 10s)] [connections (default 32)] [rounds (default 3)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,14 +45,31 @@ wait_http() { # url [curl args...]
 	return 1
 }
 
-be_port=$(free_port); be_admin=$(free_port)
-bin/scoring -addr "127.0.0.1:$be_port" -admin-addr "127.0.0.1:$be_admin" >"$work/scoring.log" 2>&1 &
-pids+=($!)
-wait_http "http://127.0.0.1:$be_port/healthz"
-score_id=$(curl -sf -X POST -H 'Content-Type: application/json' \
-	-d '{"audio_base64":"UklGRiQAAABXQVZF","language":"en-US"}' "http://127.0.0.1:$be_port/v1/scores" |
-	python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-export BENCH_SCORE_ID="$score_id"
+# start_backend port admin_port [signing keys]: a scoring backend.
+start_backend() {
+	SCORING_SIGNING_KEYS="${3:-}" bin/scoring -addr "127.0.0.1:$1" -admin-addr "127.0.0.1:$2" >>"$work/scoring.log" 2>&1 &
+	pids+=($!)
+	wait_http "http://127.0.0.1:$1/healthz"
+}
+submit='{"audio_base64":"UklGRiQAAABXQVZF","language":"en-US"}'
+score_id_of() { python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'; }
+
+be_port=$(free_port)
+start_backend "$be_port" "$(free_port)"
+direct_score=$(curl -sf -X POST -H 'Content-Type: application/json' -d "$submit" "http://127.0.0.1:$be_port/v1/scores" | score_id_of)
+
+signing_secret="$work/signing.key"
+head -c 48 /dev/urandom | base64 >"$signing_secret"
+gw_be_port=$(free_port)
+start_backend "$gw_be_port" "$(free_port)" "bench-1:$signing_secret"
+
+if [ "${BENCH_REDIS:-0}" = 1 ]; then
+	redis_port=$(free_port)
+	redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no >"$work/redis.log" 2>&1 &
+	pids+=($!)
+	for _ in $(seq 1 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+	export REDIS_URL="redis://127.0.0.1:$redis_port/0"
+fi
 
 # Stock Caddy as one would run it in production: the same reverse_proxy, TLS
 # from the same internal CA, a JSON access log to the same kind of file.
@@ -70,17 +93,29 @@ localhost {
 CADDY
 bin/caddy-stock run --config "$work/Caddyfile.stock" --adapter caddyfile >"$work/stock.log" 2>&1 &
 pids+=($!)
-wait_http "https://localhost:$st_https/v1/scores/$score_id" -k
+wait_http "https://localhost:$st_https/v1/scores/$direct_score" -k
 
 gw_https=$(free_port)
+export GATEWAY_JWT_SECRET
+GATEWAY_JWT_SECRET="$(head -c 32 /dev/urandom | base64)"
+# shellcheck disable=SC2086 # BENCH_GATEWAY_ENV is a list of K=V words
 env XDG_DATA_HOME="$work/gw-data" XDG_CONFIG_HOME="$work/gw-config" \
-	SCORING_UPSTREAMS="127.0.0.1:$be_port" GATEWAY_HTTPS_PORT="$gw_https" GATEWAY_PUBLIC_HTTPS_PORT="$gw_https" \
+	GATEWAY_SIGNING_KEY_ID=bench-1 GATEWAY_SIGNING_SECRET_FILE="$signing_secret" \
+	GATEWAY_RATE_BURST=1000000/s GATEWAY_RATE_SUSTAINED=100000000/m \
+	GATEWAY_RATE_SCORE_BURST=1000000/s GATEWAY_RATE_SCORE_SUSTAINED=100000000/m \
+	${BENCH_GATEWAY_ENV:-} \
+	SCORING_UPSTREAMS="127.0.0.1:$gw_be_port" GATEWAY_HTTPS_PORT="$gw_https" GATEWAY_PUBLIC_HTTPS_PORT="$gw_https" \
 	GATEWAY_HTTP_PORT="$(free_port)" GATEWAY_METRICS_ADDR="127.0.0.1:$(free_port)" \
 	GATEWAY_ADMIN_ADDR="127.0.0.1:$(free_port)" \
 	bin/gateway run --config "${BENCH_CADDYFILE:-Caddyfile}" --adapter caddyfile >"$work/gateway.log" 2>&1 &
 pids+=($!)
 wait_http "https://localhost:$gw_https/healthz" -k
+token=$(bin/gateway issue-token --sub bench-user --tier free --ttl 2h)
+gateway_score=$(curl -sfk -X POST -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+	-d "$submit" "https://localhost:$gw_https/v1/scores" | score_id_of)
 
+declare -A score=([direct]="$direct_score" [stock]="$direct_score" [gateway]="$gateway_score")
+declare -A auth=([direct]="" [stock]="" [gateway]="$token")
 declare -A url=(
 	[direct]="http://127.0.0.1:$be_port"
 	[stock]="https://localhost:$st_https"
@@ -90,13 +125,14 @@ targets=(direct stock gateway)
 
 # Warm each target (TLS sessions, connection pools) before measuring.
 for t in "${targets[@]}"; do
-	wrk -t2 -c"$conns" -d2s -s bench/mix.lua "${url[$t]}" >/dev/null
+	BENCH_SCORE_ID="${score[$t]}" BENCH_TOKEN="${auth[$t]}" wrk -t2 -c"$conns" -d2s -s bench/mix.lua "${url[$t]}" >/dev/null
 done
 
 # Rounds interleave the targets so that background noise hits all alike.
 for r in $(seq 1 "$rounds"); do
 	for t in "${targets[@]}"; do
-		line=$(wrk -t2 -c"$conns" -d"$duration" -s bench/mix.lua "${url[$t]}" | grep '^RESULT')
+		line=$(BENCH_SCORE_ID="${score[$t]}" BENCH_TOKEN="${auth[$t]}" \
+			wrk -t2 -c"$conns" -d"$duration" -s bench/mix.lua "${url[$t]}" | grep '^RESULT')
 		echo "$t $line" >>"$work/results"
 		echo "round $r $t: ${line#RESULT }"
 	done
