@@ -84,7 +84,6 @@ func TestAuthenticationEndToEnd(t *testing.T) {
 		"GATEWAY_JWT_AUDIENCE":  "lexiscore",
 		"GATEWAY_API_KEYS_FILE": keysFile,
 		// Required by the request signing the Caddyfile also does.
-		"GATEWAY_SIGNING_SECRET": newSecret(t),
 	})
 
 	out, err = gatewayCLI(t, secretEnv, "issue-token", "--sub", "demo", "--tier", "free", "--tenant", "acme", "--ttl", "1h", "--iss", "https://id.lexiscore.test", "--aud", "lexiscore")

@@ -2,8 +2,6 @@ package main
 
 import (
 	"bufio"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -26,17 +24,9 @@ import (
 func TestRateLimitIsGlobalAcrossGateways(t *testing.T) {
 	rd := redistest.Start(t)
 	be := e2e.StartBackend(t, bins, nil)
-	randomSecret := func() string {
-		raw := make([]byte, 32)
-		if _, err := rand.Read(raw); err != nil {
-			t.Fatal(err)
-		}
-		return base64.StdEncoding.EncodeToString(raw)
-	}
-	secret := randomSecret()
+	secret := newSecret(t)
 	env := map[string]string{
 		"GATEWAY_JWT_SECRET":     secret,
-		"GATEWAY_SIGNING_SECRET": randomSecret(),
 		"REDIS_URL":              rd.URL(),
 		"GATEWAY_RATE_BURST":     "1000/s", // only the sustained policy is under test
 		"GATEWAY_RATE_SUSTAINED": "100/m",
