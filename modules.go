@@ -5,5 +5,11 @@ package gateway
 
 import (
 	_ "github.com/lexiscore/gateway/modules/correlation"
+	_ "github.com/lexiscore/gateway/modules/identity"
 	_ "github.com/lexiscore/gateway/modules/problem"
+	_ "github.com/lexiscore/gateway/modules/profiling"
+	_ "github.com/lexiscore/gateway/modules/ratelimit"
+	_ "github.com/lexiscore/gateway/modules/resilience"
+	_ "github.com/lexiscore/gateway/modules/signing"
+	_ "github.com/lexiscore/gateway/modules/validation"
 )
