@@ -25,6 +25,7 @@ FUZZTIME ?= 5s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseToken$$' -fuzztime $(FUZZTIME) ./modules/identity
 	$(GO) test -run '^$$' -fuzz '^FuzzAPIKey$$' -fuzztime $(FUZZTIME) ./modules/identity
+	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) ./modules/validation
 
 build:
 	./xcaddy.sh
