@@ -4,12 +4,12 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/dustin/go-humanize"
+
+	"github.com/lexiscore/gateway/internal/caddyargs"
 )
 
 func init() {
@@ -73,9 +73,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		var err error
 		switch d.Val() {
 		case "timeout":
-			err = parseDuration(d, &h.Timeout)
+			err = caddyargs.Duration(d, &h.Timeout)
 		case "attempt_timeout":
-			err = parseDuration(d, &h.AttemptTimeout)
+			err = caddyargs.Duration(d, &h.AttemptTimeout)
 		case "retry":
 			h.Retry = new(RetryConfig)
 			err = h.Retry.unmarshal(d)
@@ -97,7 +97,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.ShedWhenDegraded = true
 		case "retry_after":
-			err = parseDuration(d, &h.RetryAfter)
+			err = caddyargs.Duration(d, &h.RetryAfter)
 		default:
 			return d.Errf("resilience: unknown subdirective %q", d.Val())
 		}
@@ -110,7 +110,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 func (rc *RetryConfig) unmarshal(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
-		if err := parseIntArg(d, &rc.MaxAttempts); err != nil {
+		if err := caddyargs.IntArg(d, "resilience", &rc.MaxAttempts); err != nil {
 			return err
 		}
 	}
@@ -121,18 +121,18 @@ func (rc *RetryConfig) unmarshal(d *caddyfile.Dispenser) error {
 		var err error
 		switch d.Val() {
 		case "max_attempts":
-			err = parseInt(d, &rc.MaxAttempts)
+			err = caddyargs.Int(d, &rc.MaxAttempts)
 		case "backoff":
-			if err = parseDuration(d, &rc.Backoff); err == nil && d.NextArg() {
-				err = parseDurationArg(d, &rc.MaxBackoff)
+			if err = caddyargs.Duration(d, &rc.Backoff); err == nil && d.NextArg() {
+				err = caddyargs.DurationArg(d, "resilience", &rc.MaxBackoff)
 			}
 		case "jitter":
-			err = parseFloat(d, &rc.Jitter)
+			err = caddyargs.Float(d, &rc.Jitter)
 		case "statuses":
 			rc.Statuses = nil
 			for d.NextArg() {
 				var code int
-				if err = parseIntArg(d, &code); err != nil {
+				if err = caddyargs.IntArg(d, "resilience", &code); err != nil {
 					return err
 				}
 				rc.Statuses = append(rc.Statuses, code)
@@ -141,16 +141,16 @@ func (rc *RetryConfig) unmarshal(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		case "retry_after_cap":
-			err = parseDuration(d, &rc.RetryAfterCap)
+			err = caddyargs.Duration(d, &rc.RetryAfterCap)
 		case "budget":
-			if err = parseFloat(d, &rc.Budget); err == nil && d.NextArg() {
+			if err = caddyargs.Float(d, &rc.Budget); err == nil && d.NextArg() {
 				var n int
-				if err = parseIntArg(d, &n); err == nil {
+				if err = caddyargs.IntArg(d, "resilience", &n); err == nil {
 					rc.BudgetMinConcurrency = uint(max(n, 0))
 				}
 			}
 		case "max_body":
-			err = parseSize(d, &rc.MaxBody)
+			err = caddyargs.Size(d, &rc.MaxBody)
 		default:
 			return d.Errf("resilience: unknown retry option %q", d.Val())
 		}
@@ -166,7 +166,7 @@ func (rc *RetryConfig) unmarshal(d *caddyfile.Dispenser) error {
 
 func (bc *BulkheadConfig) unmarshal(d *caddyfile.Dispenser) error {
 	var n int
-	if err := parseInt(d, &n); err != nil {
+	if err := caddyargs.Int(d, &n); err != nil {
 		return err
 	}
 	if n < 1 {
@@ -174,7 +174,7 @@ func (bc *BulkheadConfig) unmarshal(d *caddyfile.Dispenser) error {
 	}
 	bc.MaxInFlight = uint(n)
 	if d.NextArg() {
-		if err := parseDurationArg(d, &bc.MaxWait); err != nil {
+		if err := caddyargs.DurationArg(d, "resilience", &bc.MaxWait); err != nil {
 			return err
 		}
 	}
@@ -193,7 +193,7 @@ func (al *AdaptiveLimitConfig) unmarshal(d *caddyfile.Dispenser) error {
 		var err error
 		switch opt := d.Val(); opt {
 		case "min", "max", "initial":
-			if err = parseInt(d, &n); err == nil && n < 1 {
+			if err = caddyargs.Int(d, &n); err == nil && n < 1 {
 				err = d.Errf("resilience: adaptive_limit %s %d must be at least 1", opt, n)
 			}
 			switch opt {
@@ -205,7 +205,7 @@ func (al *AdaptiveLimitConfig) unmarshal(d *caddyfile.Dispenser) error {
 				al.Initial = uint(n)
 			}
 		case "max_wait":
-			err = parseDuration(d, &al.MaxWait)
+			err = caddyargs.Duration(d, &al.MaxWait)
 		default:
 			return d.Errf("resilience: unknown adaptive_limit option %q", opt)
 		}
@@ -229,12 +229,12 @@ func (hc *HedgeConfig) unmarshal(d *caddyfile.Dispenser) error {
 		}
 		hc.Quantile = q / 100
 	default:
-		if err := parseDurationArg(d, &hc.Delay); err != nil {
+		if err := caddyargs.DurationArg(d, "resilience", &hc.Delay); err != nil {
 			return err
 		}
 	}
 	if d.NextArg() {
-		if err := parseIntArg(d, &hc.MaxHedges); err != nil {
+		if err := caddyargs.IntArg(d, "resilience", &hc.MaxHedges); err != nil {
 			return err
 		}
 	}
@@ -282,7 +282,7 @@ func (fb *FallbackConfig) unmarshal(d *caddyfile.Dispenser) error {
 
 func (sc *StaleConfig) unmarshal(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
-		if err := parseDurationArg(d, &sc.MaxAge); err != nil {
+		if err := caddyargs.DurationArg(d, "resilience", &sc.MaxAge); err != nil {
 			return err
 		}
 	}
@@ -293,10 +293,10 @@ func (sc *StaleConfig) unmarshal(d *caddyfile.Dispenser) error {
 		var err error
 		switch d.Val() {
 		case "max_entries":
-			err = parseInt(d, &sc.MaxEntries)
+			err = caddyargs.Int(d, &sc.MaxEntries)
 		case "max_body":
 			var n int64
-			if err = parseSize(d, &n); err == nil {
+			if err = caddyargs.Size(d, &n); err == nil {
 				sc.MaxBody = int(n)
 			}
 		case "vary":
@@ -365,9 +365,9 @@ func (c *BreakerConfig) unmarshal(d *caddyfile.Dispenser) error {
 		var err error
 		switch opt := d.Val(); opt {
 		case "failure_ratio":
-			err = parseFloat(d, &c.FailureRatio)
+			err = caddyargs.Float(d, &c.FailureRatio)
 		case "min_requests", "half_open_probes":
-			if err = parseInt(d, &n); err == nil && n < 1 {
+			if err = caddyargs.Int(d, &n); err == nil && n < 1 {
 				err = d.Errf("transport resilient: breaker %s %d must be at least 1", opt, n)
 			}
 			if opt == "min_requests" {
@@ -376,9 +376,9 @@ func (c *BreakerConfig) unmarshal(d *caddyfile.Dispenser) error {
 				c.HalfOpenProbes = uint(n)
 			}
 		case "window":
-			err = parseDuration(d, &c.Window)
+			err = caddyargs.Duration(d, &c.Window)
 		case "open_delay":
-			err = parseDuration(d, &c.OpenDelay)
+			err = caddyargs.Duration(d, &c.OpenDelay)
 		default:
 			return d.Errf("transport resilient: unknown breaker option %q", opt)
 		}
@@ -417,65 +417,6 @@ func (s *Selection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 }
 
 // parseDuration reads the one duration argument of the current option.
-func parseDuration(d *caddyfile.Dispenser, into *caddy.Duration) error {
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	return parseDurationArg(d, into)
-}
-
-func parseDurationArg(d *caddyfile.Dispenser, into *caddy.Duration) error {
-	dur, err := caddy.ParseDuration(d.Val())
-	if err != nil {
-		return d.Errf("resilience: bad duration %q: %v", d.Val(), err)
-	}
-	*into = caddy.Duration(dur)
-	return nil
-}
-
-func parseInt(d *caddyfile.Dispenser, into *int) error {
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	return parseIntArg(d, into)
-}
-
-func parseIntArg(d *caddyfile.Dispenser, into *int) error {
-	n, err := strconv.Atoi(d.Val())
-	if err != nil {
-		return d.Errf("resilience: bad number %q: %v", d.Val(), err)
-	}
-	*into = n
-	return nil
-}
-
-func parseFloat(d *caddyfile.Dispenser, into *float64) error {
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	f, err := strconv.ParseFloat(d.Val(), 64)
-	if err != nil {
-		return d.Errf("resilience: bad number %q: %v", d.Val(), err)
-	}
-	*into = f
-	return nil
-}
-
-func parseSize(d *caddyfile.Dispenser, into *int64) error {
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	n, err := humanize.ParseBytes(d.Val())
-	if err != nil {
-		return d.Errf("resilience: bad size %q: %v", d.Val(), err)
-	}
-	if n > 1<<40 {
-		return d.Errf("resilience: size %q is too large", d.Val())
-	}
-	*into = int64(n)
-	return nil
-}
-
 // Interface guards
 var (
 	_ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -1,10 +1,9 @@
 package signing
 
 import (
-	"math"
-
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/dustin/go-humanize"
+
+	"github.com/lexiscore/gateway/internal/caddyargs"
 )
 
 // UnmarshalCaddyfile sets up the transport from Caddyfile tokens. Syntax:
@@ -53,21 +52,13 @@ func (t *Transport) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.ArgErr()
 			}
-		case "memory_limit", "max_body":
-			if !d.NextArg() {
-				return d.ArgErr()
+		case "memory_limit":
+			if err := caddyargs.Size(d, &t.MemoryLimit); err != nil {
+				return err
 			}
-			size, err := humanize.ParseBytes(d.Val())
-			if err != nil || size == 0 || size > math.MaxInt64 {
-				return d.Errf("%s %q: want a positive size such as 1MiB", opt, d.Val())
-			}
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			if opt == "memory_limit" {
-				t.MemoryLimit = int64(size)
-			} else {
-				t.MaxBody = int64(size)
+		case "max_body":
+			if err := caddyargs.Size(d, &t.MaxBody); err != nil {
+				return err
 			}
 		case "transport":
 			if t.TransportRaw != nil {

@@ -1,12 +1,11 @@
 package validation
 
 import (
-	"math"
-
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/dustin/go-humanize"
+
+	"github.com/lexiscore/gateway/internal/caddyargs"
 )
 
 func init() {
@@ -97,23 +96,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // parseLimit reads "max_body <size>" or "max_upload <size>" into l.
 func parseLimit(d *caddyfile.Dispenser, l *Limits) error {
-	opt := d.Val()
-	if !d.NextArg() {
-		return d.ArgErr()
+	if d.Val() == "max_body" {
+		return caddyargs.Size(d, &l.MaxBody)
 	}
-	size, err := humanize.ParseBytes(d.Val())
-	if err != nil || size == 0 || size > math.MaxInt64 {
-		return d.Errf("%s %q: want a positive size such as 1MiB", opt, d.Val())
-	}
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	if opt == "max_body" {
-		l.MaxBody = int64(size)
-	} else {
-		l.MaxUpload = int64(size)
-	}
-	return nil
+	return caddyargs.Size(d, &l.MaxUpload)
 }
 
 // UnmarshalCaddyfile sets up the document handler. Syntax:

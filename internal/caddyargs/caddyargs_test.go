@@ -1,0 +1,62 @@
+package caddyargs
+
+import (
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+// at returns a dispenser on the option token of "opt args...".
+func at(input string) *caddyfile.Dispenser {
+	d := caddyfile.NewTestDispenser(input)
+	d.Next()
+	return d
+}
+
+func TestSize(t *testing.T) {
+	cases := []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"max_body 1MiB", 1 << 20, true},
+		{"max_body 512", 512, true},
+		{"max_body 0", 0, false},
+		{"max_body lots", 0, false},
+		{"max_body", 0, false},
+		{"max_body 1MiB 2MiB", 0, false},
+	}
+	for _, tc := range cases {
+		var got int64
+		err := Size(at(tc.in), &got)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("%q: got %d, %v", tc.in, got, err)
+		}
+	}
+}
+
+func TestNumbersAndDurations(t *testing.T) {
+	var dur caddy.Duration
+	if err := Duration(at("timeout 250ms"), &dur); err != nil || time.Duration(dur) != 250*time.Millisecond {
+		t.Errorf("duration: %v, %v", dur, err)
+	}
+	if err := Duration(at("timeout soon"), &dur); err == nil {
+		t.Error("bad duration accepted")
+	}
+	var n int
+	if err := Int(at("max 3"), &n); err != nil || n != 3 {
+		t.Errorf("int: %d, %v", n, err)
+	}
+	if err := Int(at("max three"), &n); err == nil {
+		t.Error("bad int accepted")
+	}
+	var f float64
+	if err := Float(at("ratio 0.75"), &f); err != nil || f != 0.75 {
+		t.Errorf("float: %v, %v", f, err)
+	}
+	if err := Float(at("ratio"), &f); err == nil {
+		t.Error("missing float accepted")
+	}
+}
