@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
 	"github.com/lexiscore/gateway/internal/e2e"
 )
 
@@ -93,4 +95,104 @@ func accessLogEntry(t *testing.T, gw *e2e.Gateway, requestID string) map[string]
 		return fmt.Errorf("no access log line with request_id %s", requestID)
 	})
 	return found
+}
+
+// TestRetriedRequestSpanTree finds, among reads sent while half the backend's
+// answers are 503, one that the gateway retried, and checks its whole trace:
+// the gateway's server span with the authenticate and rate_limit spans under
+// it, a failed first attempt and a successful retry as client spans, and the
+// backend's span a child of the attempt that reached it.
+func TestRetriedRequestSpanTree(t *testing.T) {
+	rcv := e2e.StartOTLPReceiver(t)
+	be := e2e.StartBackend(t, bins, rcv.Env("scoring"))
+	gw := e2e.StartGateway(t, bins, []string{be.Addr}, mergeEnv(rcv.Env("gateway"), map[string]string{
+		// Keep the breaker closed: this test is about retries.
+		"GATEWAY_BREAKER_MIN_REQUESTS": "1000",
+	}))
+	be.SetFaults(t, map[string]any{"error_rate": 0.5, "error_status": 503})
+
+	var traceIDs []string
+	for i := 0; i < 20; i++ {
+		traceID := fmt.Sprintf("%032x", i+1)
+		h := gw.Bearer(t, fmt.Sprintf("span-user-%d", i), "free")
+		h.Set("traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+		if resp := gw.Do(t, http.MethodGet, "/v1/users/u1/scores", nil, h); resp.StatusCode == http.StatusOK {
+			traceIDs = append(traceIDs, traceID)
+		}
+	}
+
+	e2e.WaitFor(t, 20*time.Second, "a retried request's complete trace", func() error {
+		for _, id := range traceIDs {
+			if err := checkRetriedTrace(rcv.Trace(id)); err == nil {
+				return nil
+			}
+		}
+		return fmt.Errorf("none of %d successful reads has a complete retried trace yet", len(traceIDs))
+	})
+}
+
+// checkRetriedTrace says what a retried request's trace lacks, or nil.
+func checkRetriedTrace(spans []e2e.Span) error {
+	byID := map[string]e2e.Span{}
+	var server e2e.Span
+	for _, s := range spans {
+		byID[s.SpanID] = s
+		if s.Service == "gateway" && s.ParentSpanID == "00f067aa0ba902b7" {
+			server = s
+		}
+	}
+	if server.SpanID == "" {
+		return fmt.Errorf("no server span")
+	}
+	var sawAuth, sawLimit bool
+	var attempts []e2e.Span
+	for _, s := range spans {
+		if s.Service != "gateway" || s.TraceID != server.TraceID {
+			continue
+		}
+		switch {
+		case s.Name == "authenticate" && s.ParentSpanID == server.SpanID:
+			sawAuth = true
+		case s.Name == "rate_limit":
+			sawLimit = true
+		case s.Kind == tracepb.Span_SPAN_KIND_CLIENT: // one upstream attempt
+			attempts = append(attempts, s)
+		}
+	}
+	if !sawAuth || !sawLimit {
+		return fmt.Errorf("authenticate span %v, rate_limit span %v", sawAuth, sawLimit)
+	}
+	if len(attempts) < 2 {
+		return fmt.Errorf("%d attempts: not retried", len(attempts))
+	}
+	var failed, retriedOK bool
+	for _, a := range attempts {
+		if a.Attributes["http.response.status_code"] == "503" && a.StatusError {
+			failed = true
+		}
+		if a.Attributes["http.request.resend_count"] != "" && a.Attributes["http.response.status_code"] == "200" {
+			retriedOK = true
+		}
+	}
+	if !failed || !retriedOK {
+		return fmt.Errorf("attempts %+v: want a failed 503 and a successful resend", attempts)
+	}
+	for _, s := range spans {
+		if s.Service == "scoring" {
+			if p, ok := byID[s.ParentSpanID]; !ok || p.Kind != tracepb.Span_SPAN_KIND_CLIENT {
+				return fmt.Errorf("backend span %s is not under an attempt span", s.Name)
+			}
+		}
+	}
+	return nil
+}
+
+func mergeEnv(maps ...map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, m := range maps {
+		for k, v := range m {
+			out[k] = v
+		}
+	}
+	return out
 }
