@@ -307,6 +307,16 @@ func TestLogsCarryIDsAndNoSecrets(t *testing.T) {
 		if entry["user_id"] != rq.userID {
 			t.Errorf("%s: access log user_id %v, want %q", rq.requestID, entry["user_id"], rq.userID)
 		}
+		if rq.status == http.StatusOK {
+			// What the modules decided for the request is on its line too.
+			want := map[string]any{"route": "read_scores", "attempts": float64(1), "upstream": be.Addr,
+				"breaker_state": "closed", "ratelimit_decision": "allowed"}
+			for k, v := range want {
+				if entry[k] != v {
+					t.Errorf("%s: access log %s = %v, want %v", rq.requestID, k, entry[k], v)
+				}
+			}
+		}
 		// The query is logged, masked, rather than dropped.
 		req, _ := entry["request"].(map[string]any)
 		if uri, _ := req["uri"].(string); !strings.Contains(uri, "api_key=REDACTED") || !strings.Contains(uri, "limit=5") {

@@ -1,5 +1,5 @@
 // Package telemetry holds what every gateway module needs to emit metrics and
-// traces the same way: collectors registered the Caddy 2.11 way (package-level
+// traces the same way: access log fields set from any module, collectors registered the Caddy 2.11 way (package-level
 // collectors registered into each config load's registry), histogram
 // observations that carry the trace ID as an exemplar, and child spans taken
 // from the tracer of the server span that Caddy's tracing handler opened.
@@ -8,9 +8,12 @@ package telemetry
 import (
 	"context"
 	"errors"
+	"net/http"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/zap"
 )
 
 // Register adds collectors to reg. A collector already registered there (the
@@ -45,4 +48,17 @@ func Observe(ctx context.Context, h prometheus.Observer, v float64) {
 // server span; without one, the tracer is a no-op.
 func Tracer(ctx context.Context, name string) trace.Tracer {
 	return trace.SpanFromContext(ctx).TracerProvider().Tracer(name)
+}
+
+// LogFields adds fields to the access log line of r's request (Caddy's
+// ExtraLogFields), replacing earlier values of the same keys. It is not safe
+// for concurrent use on one request: call it from the request's goroutine.
+func LogFields(r *http.Request, fields ...zap.Field) {
+	extra, ok := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields)
+	if !ok {
+		return
+	}
+	for _, f := range fields {
+		extra.Set(f)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/lexiscore/gateway/internal/telemetry"
 	"github.com/lexiscore/gateway/modules/problem"
 )
 
@@ -79,9 +80,7 @@ func (m RequestID) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 	r.Header.Set(m.Header, id)
 	w.Header().Set(m.Header, id)
 	caddyhttp.SetVar(r.Context(), problem.RequestIDVar, id)
-	if extra, ok := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok {
-		extra.Set(zap.String("request_id", id))
-	}
+	telemetry.LogFields(r, zap.String("request_id", id))
 	return next.ServeHTTP(w, r)
 }
 

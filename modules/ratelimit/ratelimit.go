@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/zap"
 
 	"github.com/lexiscore/gateway/internal/telemetry"
 	"github.com/lexiscore/gateway/modules/problem"
@@ -198,6 +199,11 @@ func (h *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 	d := h.limiter.Decide(ctx, id, repl.ReplaceAll(h.Tier, ""))
 	h.annotate(span, d)
 	span.End()
+	decision := d.Outcome.String()
+	if d.FailedOpen {
+		decision = "fail_open"
+	}
+	telemetry.LogFields(r, zap.String("ratelimit_decision", decision))
 
 	SetHeaders(w.Header(), d)
 	switch d.Outcome {

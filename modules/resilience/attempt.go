@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/failsafe-go/failsafe-go"
+	"go.uber.org/zap"
 )
 
 // Causes of the cancellation of an attempt's context.
@@ -110,6 +111,28 @@ func (i *attemptInfo) noteOpen(upstream string, wait time.Duration) {
 	i.x.markFailed(upstream)
 }
 
+// noteUpstream records the upstream an attempt goes to and its breaker state.
+func (i *attemptInfo) noteUpstream(upstream, breakerState string) {
+	if i == nil {
+		return
+	}
+	i.x.mu.Lock()
+	i.x.upstream, i.x.breakerState = upstream, breakerState
+	i.x.mu.Unlock()
+}
+
+// logFields are the access log fields of the exchange once its attempts ended.
+func (x *exchange) logFields() []zap.Field {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return []zap.Field{
+		zap.String("route", x.h.Route),
+		zap.Int32("attempts", x.attempts.Load()),
+		zap.String("upstream", x.upstream),
+		zap.String("breaker_state", x.breakerState),
+	}
+}
+
 // noteSent records that the request went out to an upstream.
 func (i *attemptInfo) noteSent() {
 	if i == nil {
@@ -193,8 +216,10 @@ type exchange struct {
 
 	mu        sync.Mutex
 	failedUps []string
-	last      *outcome
-	winner    *attemptRun
+	// upstream and breakerState are the last attempt's, for the access log.
+	upstream, breakerState string
+	last                   *outcome
+	winner                 *attemptRun
 	// running are the hedged attempts in flight, to cancel when one wins.
 	running map[*attemptRun]context.CancelCauseFunc
 }

@@ -558,6 +558,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return x.attempt(e, next)
 	})
 	x.wg.Wait()
+	telemetry.LogFields(r, x.logFields()...)
 	if win := x.committed(); win != nil {
 		release(win.err == nil)
 		return h.delivered(x, win)

@@ -122,6 +122,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	info := infoFrom(ctx)
+	info.noteUpstream(upstream, b.cb.State().String())
 
 	ctx, span := telemetry.Tracer(ctx, tracerName).Start(ctx, req.Method,
 		trace.WithSpanKind(trace.SpanKindClient),
