@@ -17,10 +17,11 @@ func main() {
 	caddycmd.Main()
 }
 
-// tracesOffUnlessConfigured keeps spans (trace IDs still reach logs and
-// upstreams) but exports none until an OTLP endpoint or exporter is named:
-// otherwise Caddy's tracing handler would send to localhost:4318 and log
-// every failed batch.
+// tracesOffUnlessConfigured exports no spans until an OTLP endpoint or
+// exporter is named — otherwise Caddy's tracing handler would send to
+// localhost:4318 and log every failed batch — and then records none either,
+// unless a sampler is named: trace IDs still reach logs and upstreams, but no
+// request pays for spans nobody receives.
 func tracesOffUnlessConfigured() {
 	for _, k := range []string{"OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"} {
 		if os.Getenv(k) != "" {
@@ -28,4 +29,7 @@ func tracesOffUnlessConfigured() {
 		}
 	}
 	os.Setenv("OTEL_TRACES_EXPORTER", "none")
+	if os.Getenv("OTEL_TRACES_SAMPLER") == "" {
+		os.Setenv("OTEL_TRACES_SAMPLER", "always_off")
+	}
 }
