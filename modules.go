@@ -11,5 +11,6 @@ import (
 	_ "github.com/lexiscore/gateway/modules/ratelimit"
 	_ "github.com/lexiscore/gateway/modules/resilience"
 	_ "github.com/lexiscore/gateway/modules/signing"
+	_ "github.com/lexiscore/gateway/modules/tlsexpiry"
 	_ "github.com/lexiscore/gateway/modules/validation"
 )

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -215,4 +216,31 @@ type statusError struct{ got, want int }
 
 func (e *statusError) Error() string {
 	return http.StatusText(e.got) + ", want " + http.StatusText(e.want)
+}
+
+// TestTLSCertificateExpiryExposed: the expiry of the certificate the gateway
+// serves reaches /metrics, in the future and after its start of validity.
+func TestTLSCertificateExpiryExposed(t *testing.T) {
+	be := e2e.StartBackend(t, bins, nil)
+	gw := e2e.StartGateway(t, bins, []string{be.Addr}, nil)
+	read := func(scrape, name string) float64 {
+		prefix := name + `{name="localhost"} `
+		for _, line := range strings.Split(scrape, "\n") {
+			if v, ok := strings.CutPrefix(line, prefix); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					t.Fatalf("%s: %v", line, err)
+				}
+				return f
+			}
+		}
+		t.Fatalf("no %s for localhost in the scrape", name)
+		return 0
+	}
+	scrape := gw.Metrics(t)
+	expiry := read(scrape, "gateway_tls_certificate_expiry_timestamp_seconds")
+	notBefore := read(scrape, "gateway_tls_certificate_not_before_timestamp_seconds")
+	if now := float64(time.Now().Unix()); expiry <= now || notBefore >= expiry {
+		t.Fatalf("expiry %v, not before %v, now %v", expiry, notBefore, now)
+	}
 }
