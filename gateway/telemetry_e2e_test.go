@@ -196,3 +196,36 @@ func mergeEnv(maps ...map[string]string) map[string]string {
 	}
 	return out
 }
+
+// TestDurationHistogramsCarryTraceExemplars: a sampled request's trace ID is
+// the exemplar of the upstream latency bucket it landed in (OpenMetrics).
+func TestDurationHistogramsCarryTraceExemplars(t *testing.T) {
+	rcv := e2e.StartOTLPReceiver(t)
+	be := e2e.StartBackend(t, bins, nil)
+	gw := e2e.StartGateway(t, bins, []string{be.Addr}, rcv.Env("gateway"))
+
+	const traceID = "5b8aa5a2d2c872e8321cf37308d69df2"
+	h := gw.Bearer(t, "u1", "free")
+	h.Set("traceparent", "00-"+traceID+"-051581bf3cb55c13-01")
+	if resp := gw.Do(t, http.MethodGet, "/v1/users/u1/scores", nil, h); resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+
+	req, _ := http.NewRequest(http.MethodGet, gw.MetricsURL, nil)
+	req.Header.Set("Accept", "application/openmetrics-text; version=1.0.0")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "gateway_upstream_duration_seconds_bucket{") &&
+			strings.Contains(line, `# {trace_id="`+traceID+`"}`) {
+			return
+		}
+	}
+	t.Fatalf("no gateway_upstream_duration_seconds bucket has trace %s as its exemplar", traceID)
+}
