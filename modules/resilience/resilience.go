@@ -42,6 +42,8 @@ import (
 	"github.com/failsafe-go/failsafe-go/bulkhead"
 	"github.com/failsafe-go/failsafe-go/hedgepolicy"
 	"github.com/failsafe-go/failsafe-go/retrypolicy"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"golang.org/x/net/http/httpguts"
 
@@ -725,6 +727,15 @@ func detach(err error) error {
 	return err
 }
 
+// servedFallback records that a fallback of kind answered the request: a
+// metric, an event on the request's span, and a field of its access log line.
+func (h *Handler) servedFallback(x *exchange, kind string) {
+	fallbacks.WithLabelValues(h.Route, kind).Inc()
+	trace.SpanFromContext(x.r.Context()).AddEvent("fallback",
+		trace.WithAttributes(attribute.String("gateway.fallback.kind", kind)))
+	telemetry.LogFields(x.r, zap.String("fallback", kind))
+}
+
 // fallback tries the route's fallbacks for a failed request: the secondary
 // upstream, then the stale cache, then the static answer. handled is
 // false when none answered.
@@ -744,13 +755,13 @@ func (h *Handler) fallback(x *exchange, o *outcome) (handled bool, err error) {
 			}))
 		})
 		if win := x.committed(); win != nil {
-			fallbacks.WithLabelValues(h.Route, "upstream").Inc()
+			h.servedFallback(x, "upstream")
 			return true, h.delivered(x, win)
 		}
 	}
 	if x.cached {
 		if res, age, ok := h.state.cache.get(x.cacheKey); ok {
-			fallbacks.WithLabelValues(h.Route, "stale").Inc()
+			h.servedFallback(x, "stale")
 			hdr := x.w.Header()
 			for k, v := range res.header {
 				hdr[k] = v
@@ -763,7 +774,7 @@ func (h *Handler) fallback(x *exchange, o *outcome) (handled bool, err error) {
 		}
 	}
 	if sc := fb.Static; sc != nil {
-		fallbacks.WithLabelValues(h.Route, "static").Inc()
+		h.servedFallback(x, "static")
 		x.w.Header().Set("Content-Type", sc.ContentType)
 		x.w.WriteHeader(sc.Status)
 		_, err := io.WriteString(x.w, sc.Body)
