@@ -13,29 +13,14 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/ulule/limiter/v3"
 	"github.com/ulule/limiter/v3/drivers/store/common"
+
+	"github.com/lexiscore/gateway/internal/clocktest"
 )
 
 // fakeClock starts half-way through a second, as real requests do, so that
 // rounding of the seconds left in a window shows.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 3, 1, 12, 0, 0, 500_000_000, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+func newFakeClock() *clocktest.Fake {
+	return clocktest.New(time.Date(2026, 3, 1, 12, 0, 0, 500_000_000, time.UTC))
 }
 
 // fakeStore counts fixed windows on a fake clock, like limiter's stores; it
@@ -56,7 +41,7 @@ type fakeWindow struct {
 	end   time.Time
 }
 
-func newFakeStore(clock *fakeClock) *fakeStore {
+func newFakeStore(clock *clocktest.Fake) *fakeStore {
 	return &fakeStore{now: clock.Now, windows: make(map[string]*fakeWindow)}
 }
 
@@ -114,7 +99,7 @@ func testPolicies() []Policy {
 }
 
 type fixture struct {
-	clock  *fakeClock
+	clock  *clocktest.Fake
 	remote *fakeStore
 	local  *fakeStore
 	l      *Limiter
