@@ -2,6 +2,7 @@ package identity
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -44,6 +45,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        max_token_size <size>
 //	        tier_claim <claim>
 //	        tenant_claim <claim>
+//	        cache_ttl <duration>|off
+//	        cache_size <n>
 //	    }
 //	    api_key {
 //	        header <name>
@@ -54,7 +57,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //
 // An empty value ("") for issuer, audience, jwks_url or file turns that
 // setting off, so `issuer "{$GATEWAY_JWT_ISSUER}"` checks the issuer only
-// when the variable is set.
+// when the variable is set. `cache_ttl off` (or 0) turns the cache of
+// verified tokens off.
 func (a *Authenticate) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next()
 	if d.NextArg() {
@@ -136,6 +140,26 @@ func (j *JWT) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return d.Errf("jwt: max_token_size %q is not a size in bytes", s)
 				}
 				j.MaxTokenSize = int(n)
+			}
+		case "cache_ttl":
+			var s string
+			if err = oneArg(d, &s); err == nil {
+				var ttl time.Duration
+				if s != "off" {
+					if ttl, err = caddy.ParseDuration(s); err != nil {
+						return d.Errf("jwt: cache_ttl %q: %w", s, err)
+					}
+				}
+				j.CacheTTL = new(caddy.Duration(ttl))
+			}
+		case "cache_size":
+			var s string
+			if err = oneArg(d, &s); err == nil {
+				n, perr := strconv.Atoi(s)
+				if perr != nil || n < 1 {
+					return d.Errf("jwt: cache_size %q is not a whole number of at least 1", s)
+				}
+				j.CacheSize = n
 			}
 		case "key":
 			args := d.RemainingArgs()

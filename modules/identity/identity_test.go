@@ -216,6 +216,23 @@ http://127.0.0.1:{http_port} {
 		}
 	})
 
+	t.Run("a repeated token is checked once", func(t *testing.T) {
+		repeated, err := IssueToken(testSecret, TokenOptions{Subject: "repeat", TTL: time.Hour}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		hits, misses := cacheCounts(t)
+		for i := range 2 {
+			resp, body := get(t, in.URL("/v1/scores"), bearer(repeated))
+			if resp.StatusCode != http.StatusOK || up.received().Get(HeaderUserID) != "repeat" {
+				t.Fatalf("request %d: status %d: %s; upstream %v", i+1, resp.StatusCode, body, up.received())
+			}
+		}
+		if h, m := cacheCounts(t); h-hits != 1 || m-misses != 1 {
+			t.Fatalf("%v cache hits and %v misses, want 1 and 1", h-hits, m-misses)
+		}
+	})
+
 	t.Run("API key forwards identity", func(t *testing.T) {
 		resp, body := get(t, in.URL("/v1/scores"), http.Header{"X-Api-Key": {aliceKey}, "X-Auth-User-Tenant": {"initech"}})
 		if resp.StatusCode != http.StatusOK {
@@ -261,7 +278,7 @@ http://127.0.0.1:{http_port} {
 			t.Errorf("none/missing counted %v times, want 1", d)
 		}
 		_, body := get(t, in.URL("/metrics"), nil)
-		for _, want := range []string{`gateway_auth_requests_total{provider="jwt",result="expired"}`, `gateway_auth_requests_total{provider="api_key",result="success"}`, `gateway_api_keys_reload_total{result="success"}`} {
+		for _, want := range []string{`gateway_auth_requests_total{provider="jwt",result="expired"}`, `gateway_auth_requests_total{provider="api_key",result="success"}`, `gateway_api_keys_reload_total{result="success"}`, `gateway_auth_token_cache_total{result="hit"}`} {
 			if !strings.Contains(string(body), want) {
 				t.Errorf("scrape lacks %s", want)
 			}

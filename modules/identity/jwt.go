@@ -55,6 +55,21 @@ type JWT struct {
 	// tenant metadata. Default: "tier" and "tenant".
 	TierClaim   string `json:"tier_claim,omitempty"`
 	TenantClaim string `json:"tenant_claim,omitempty"`
+	// CacheTTL is how long a successful verification is remembered, so that
+	// a token sent on every request has its signature checked and its claims
+	// decoded once per TTL instead of each time. The answer stays the one a
+	// full check would give: exp, nbf and iat are compared with the clock on
+	// every request, the cache is emptied by every successful JWKS fetch,
+	// and a config reload starts a new one. Refusals are never cached. Longer
+	// saves little more CPU (one full check per token per TTL is already
+	// rare) and trusts a past check longer. Default: 1m; 0 turns the cache
+	// off. At most 1h.
+	CacheTTL *caddy.Duration `json:"cache_ttl,omitempty"`
+	// CacheSize bounds the tokens remembered; the least recently used goes
+	// first. Each costs the token's length plus about 650 bytes (≈9 MB for
+	// 10000 tokens of 300 bytes). Below the number of tokens in use, most
+	// requests are checked in full again. Default: 10000. From 1 to 1000000.
+	CacheSize int `json:"cache_size,omitempty"`
 
 	verifier *Verifier
 	logger   *zap.Logger
@@ -114,6 +129,21 @@ func (j *JWT) Provision(ctx caddy.Context) error {
 	if j.TenantClaim == "" {
 		j.TenantClaim = "tenant"
 	}
+	if j.CacheTTL == nil {
+		j.CacheTTL = new(caddy.Duration(DefaultCacheTTL))
+	}
+	if j.CacheSize == 0 {
+		j.CacheSize = DefaultCacheSize
+	}
+	// Built before the JWKS: its first fetch, inside NewJWKS, already
+	// reports to OnRefresh.
+	var cache *TokenCache
+	if *j.CacheTTL > 0 {
+		var err error
+		if cache, err = NewTokenCache(j.CacheSize, time.Duration(*j.CacheTTL)); err != nil {
+			return fmt.Errorf("jwt: cache_size %d: %w", j.CacheSize, err)
+		}
+	}
 	cfg := VerifierConfig{
 		Keys:          make(map[string]Key, len(j.Keys)),
 		Issuer:        j.Issuer,
@@ -122,6 +152,7 @@ func (j *JWT) Provision(ctx caddy.Context) error {
 		MaxTokenBytes: j.MaxTokenSize,
 		TierClaim:     j.TierClaim,
 		TenantClaim:   j.TenantClaim,
+		Cache:         cache,
 	}
 	if j.SecretEnv != "" {
 		secret, err := hmacSecret(j.SecretEnv, "")
@@ -156,6 +187,12 @@ func (j *JWT) Provision(ctx caddy.Context) error {
 				jwksRefreshes.WithLabelValues(resultLabel(err)).Inc()
 				if err != nil {
 					logger.Warn("JWKS refresh failed; keeping the last good keys", zap.String("url", u.Redacted()), zap.Error(err))
+					return
+				}
+				// A key that left the set must stop verifying now, not
+				// when the tokens it verified leave the cache.
+				if cache != nil {
+					cache.Purge()
 				}
 			},
 		})
@@ -180,6 +217,12 @@ func (j *JWT) Validate() error {
 	}
 	if j.JWKSMinRefreshInterval < 0 || j.JWKSRefreshInterval < caddy.Duration(time.Second) || j.JWKSTimeout < 0 {
 		return errors.New("jwt: JWKS intervals and timeout must be positive, the refresh interval at least 1s")
+	}
+	if j.CacheTTL != nil && (*j.CacheTTL < 0 || time.Duration(*j.CacheTTL) > maxCacheTTL) {
+		return fmt.Errorf("jwt: cache_ttl %s is outside 0 (off) to %s", time.Duration(*j.CacheTTL), maxCacheTTL)
+	}
+	if j.CacheSize < 1 || j.CacheSize > maxCacheSize {
+		return fmt.Errorf("jwt: cache_size %d is outside 1 to %d", j.CacheSize, maxCacheSize)
 	}
 	return nil
 }

@@ -23,10 +23,18 @@ var (
 		Name: "gateway_api_keys_reload_total",
 		Help: "Reloads of the API keys file after it changed, by result (success, failure).",
 	}, []string{"result"})
+
+	tokenCacheLookups = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gateway_auth_token_cache_total",
+		Help: "Lookups of bearer tokens in the JWT provider's cache of verified tokens by result (hit, miss); a miss verifies the token in full.",
+	}, []string{"result"})
+	// Resolved once: a lookup is on every request's path.
+	tokenCacheHits   = tokenCacheLookups.WithLabelValues("hit")
+	tokenCacheMisses = tokenCacheLookups.WithLabelValues("miss")
 )
 
 func registerMetrics(reg prometheus.Registerer) error {
-	return telemetry.Register(reg, authRequests, jwksRefreshes, apiKeyReloads)
+	return telemetry.Register(reg, authRequests, jwksRefreshes, apiKeyReloads, tokenCacheLookups)
 }
 
 // resultLabel names a background refresh outcome.

@@ -49,6 +49,8 @@ type VerifierConfig struct {
 	TierClaim, TenantClaim string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Cache remembers successful verifications; nil for none.
+	Cache *TokenCache
 }
 
 // Verifier checks bearer tokens. It is safe for concurrent use.
@@ -107,7 +109,9 @@ func NewVerifier(cfg VerifierConfig) *Verifier {
 func (v *Verifier) MaxTokenBytes() int { return v.cfg.MaxTokenBytes }
 
 // Verify checks token and returns the identity it carries. ctx bounds a
-// JWKS refresh for an unknown kid.
+// JWKS refresh for an unknown kid. With a Cache, a token verified before is
+// not checked again while its exp, nbf and iat still pass (leeway included)
+// and its entry is younger than the cache's TTL; the Outcome is the same.
 func (v *Verifier) Verify(ctx context.Context, token string) Outcome {
 	if token == "" {
 		return refuse(ResultMissing, "", nil)
@@ -115,6 +119,25 @@ func (v *Verifier) Verify(ctx context.Context, token string) Outcome {
 	if len(token) > v.cfg.MaxTokenBytes {
 		return refuse(ResultOversized, "", fmt.Errorf("token of %d bytes", len(token)))
 	}
+	if v.cfg.Cache == nil {
+		out, _, _ := v.verify(ctx, token)
+		return out
+	}
+	now := v.cfg.Now()
+	out, gen, hit := v.cfg.Cache.get(token, now)
+	if hit {
+		return out
+	}
+	out, from, until := v.verify(ctx, token)
+	if out.Result == ResultSuccess {
+		v.cfg.Cache.add(token, out, from, until, gen, now)
+	}
+	return out
+}
+
+// verify checks token in full. On success it also returns when the token's
+// times pass the parser's checks: from from (inclusive) to until (exclusive).
+func (v *Verifier) verify(ctx context.Context, token string) (out Outcome, from, until time.Time) {
 	claims := jwt.MapClaims{}
 	tok, err := v.parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) { return v.lookup(ctx, t) })
 	kid := ""
@@ -124,17 +147,39 @@ func (v *Verifier) Verify(ctx context.Context, token string) Outcome {
 		}
 	}
 	if err != nil {
-		return refuse(v.classify(tok, err), kid, err)
+		return refuse(v.classify(tok, err), kid, err), from, until
 	}
 	user, err := v.identity(claims)
 	if err != nil {
-		return refuse(ResultInvalidClaims, kid, err)
+		return refuse(ResultInvalidClaims, kid, err), from, until
 	}
 	user.Metadata["provider"] = providerJWT
 	if kid != "" {
 		user.Metadata["key_id"] = kid
 	}
-	return Outcome{Result: ResultSuccess, User: user, KeyID: kid}
+	from, until = v.validity(claims)
+	return Outcome{Result: ResultSuccess, User: user, KeyID: kid}, from, until
+}
+
+// validity is when the parser's time checks pass for claims it accepted:
+// now < exp+leeway, now >= nbf-leeway and now >= iat-leeway. The getters
+// are the parser's own, so the times are the ones it compared.
+func (v *Verifier) validity(claims jwt.MapClaims) (from, until time.Time) {
+	exp, err := claims.GetExpirationTime()
+	if err != nil || exp == nil {
+		// The parser requires exp; should that change, the empty window
+		// keeps the token out of the cache rather than in it forever.
+		return from, until
+	}
+	until = exp.Add(v.cfg.Leeway)
+	nbf, _ := claims.GetNotBefore()
+	iat, _ := claims.GetIssuedAt()
+	for _, t := range []*jwt.NumericDate{nbf, iat} {
+		if t != nil && t.Add(-v.cfg.Leeway).After(from) {
+			from = t.Add(-v.cfg.Leeway)
+		}
+	}
+	return from, until
 }
 
 // lookup is the jwt.Keyfunc: it picks the key the token names and refuses

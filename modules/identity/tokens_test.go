@@ -14,9 +14,15 @@ import (
 // RSA, ECDSA and Ed25519 keys, with iss and aud checked.
 func newTestVerifier(t testing.TB) *Verifier {
 	t.Helper()
+	return NewVerifier(testVerifierConfig(t))
+}
+
+// testVerifierConfig is newTestVerifier's configuration, without a cache.
+func testVerifierConfig(t testing.TB) VerifierConfig {
+	t.Helper()
 	k := keys(t)
 	def := mustKey(t, testSecret)
-	return NewVerifier(VerifierConfig{
+	return VerifierConfig{
 		Keys: map[string]Key{
 			"hmac-2025": mustKey(t, []byte("old-0123456789abcdefghijklmnopqrstuv")),
 			"hmac-2026": mustKey(t, []byte("new-0123456789abcdefghijklmnopqrstuv")),
@@ -32,7 +38,7 @@ func newTestVerifier(t testing.TB) *Verifier {
 		TierClaim:   "tier",
 		TenantClaim: "tenant",
 		Now:         fixedClock,
-	})
+	}
 }
 
 func TestVerifyToken(t *testing.T) {
