@@ -1,7 +1,7 @@
 # The two commands the README promises: `make run` and `make test`.
 GO ?= go
 
-.PHONY: run test build bench deps vet unit fuzz
+.PHONY: run test build bench bench-auth deps vet unit fuzz
 
 run:
 	./deploy/run-local.sh
@@ -32,3 +32,10 @@ build:
 
 bench:
 	./bench/run.sh
+
+# Issue 3's target: authentication and the Redis rate limiter together cost at
+# most a tenth of stock Caddy's throughput (bench/README.md).
+bench-auth:
+	mkdir -p bin
+	./bench/without.py Caddyfile authenticate rate_limit >bin/Caddyfile.without-auth
+	BENCH_REDIS=1 BENCH_VARIANT=bin/Caddyfile.without-auth BENCH_MAX_COST=0.10 ./bench/run.sh 10s 32 3

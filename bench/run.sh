@@ -11,6 +11,17 @@
 # verifies request signatures; the baselines use a backend that does not.
 # BENCH_REDIS=1 puts the limiter on a throwaway Redis; BENCH_CADDYFILE=path
 # runs a variant of the Caddyfile; BENCH_GATEWAY_ENV="K=V ..." adds settings.
+# BENCH_VARIANT=path runs a second gateway with that Caddyfile as a fourth
+# target, interleaved with the others, and prints what the difference costs
+# in stock Caddy's throughput (bench/without.py writes such variants);
+# BENCH_MAX_COST=0.10 then makes the run fail when that cost, by requests/s
+# or by CPU, is above it.
+#
+# Throughput on a shared 2-core machine swings with whatever else runs, so
+# each run also records the CPU time every process spent on it (proxy,
+# backend, Redis, and wrk itself) per request: a saturated machine's
+# throughput is its cores divided by that, which gives a second, steadier
+# estimate of every ratio ("by CPU").
 #
 # Usage: bench/run.sh [duration (default 10s)] [connections (default 32)] [rounds (default 3)]
 set -euo pipefail
@@ -45,9 +56,22 @@ wait_http() { # url [curl args...]
 	return 1
 }
 
-# start_backend port admin_port [signing keys]: a scoring backend.
+# cpu_ticks pid...: the CPU time (user+system, clock ticks) the processes used so far.
+cpu_ticks() {
+	local total=0 pid stat
+	for pid in "$@"; do
+		read -r -a stat <"/proc/$pid/stat"
+		# Fields 14 and 15 (utime, stime); the command name in field 2 has no spaces here.
+		total=$((total + stat[13] + stat[14]))
+	done
+	echo "$total"
+}
+tick_hz=$(getconf CLK_TCK)
+
+# start_backend port admin_port [signing keys]: a scoring backend; its pid in backend_pid.
 start_backend() {
 	SCORING_SIGNING_KEYS="${3:-}" bin/scoring -addr "127.0.0.1:$1" -admin-addr "127.0.0.1:$2" >>"$work/scoring.log" 2>&1 &
+	backend_pid=$!
 	pids+=($!)
 	wait_http "http://127.0.0.1:$1/healthz"
 }
@@ -56,16 +80,20 @@ score_id_of() { python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])';
 
 be_port=$(free_port)
 start_backend "$be_port" "$(free_port)"
+be_pid=$backend_pid
 direct_score=$(curl -sf -X POST -H 'Content-Type: application/json' -d "$submit" "http://127.0.0.1:$be_port/v1/scores" | score_id_of)
 
 signing_secret="$work/signing.key"
 head -c 48 /dev/urandom | base64 >"$signing_secret"
 gw_be_port=$(free_port)
 start_backend "$gw_be_port" "$(free_port)" "bench-1:$signing_secret"
+gw_be_pid=$backend_pid
+redis_pid=
 
 if [ "${BENCH_REDIS:-0}" = 1 ]; then
 	redis_port=$(free_port)
 	redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no >"$work/redis.log" 2>&1 &
+	redis_pid=$!
 	pids+=($!)
 	for _ in $(seq 1 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 	export REDIS_URL="redis://127.0.0.1:$redis_port/0"
@@ -92,24 +120,35 @@ localhost {
 }
 CADDY
 bin/caddy-stock run --config "$work/Caddyfile.stock" --adapter caddyfile >"$work/stock.log" 2>&1 &
+stock_pid=$!
 pids+=($!)
 wait_http "https://localhost:$st_https/v1/scores/$direct_score" -k
 
-gw_https=$(free_port)
 export GATEWAY_JWT_SECRET
 GATEWAY_JWT_SECRET="$(head -c 32 /dev/urandom | base64)"
-# shellcheck disable=SC2086 # BENCH_GATEWAY_ENV is a list of K=V words
-env XDG_DATA_HOME="$work/gw-data" XDG_CONFIG_HOME="$work/gw-config" \
-	GATEWAY_SIGNING_KEY_ID=bench-1 GATEWAY_SIGNING_SECRET_FILE="$signing_secret" \
-	GATEWAY_RATE_BURST=1000000/s GATEWAY_RATE_SUSTAINED=100000000/m \
-	GATEWAY_RATE_SCORE_BURST=1000000/s GATEWAY_RATE_SCORE_SUSTAINED=100000000/m \
-	${BENCH_GATEWAY_ENV:-} \
-	SCORING_UPSTREAMS="127.0.0.1:$gw_be_port" GATEWAY_HTTPS_PORT="$gw_https" GATEWAY_PUBLIC_HTTPS_PORT="$gw_https" \
-	GATEWAY_HTTP_PORT="$(free_port)" GATEWAY_METRICS_ADDR="127.0.0.1:$(free_port)" \
-	GATEWAY_ADMIN_ADDR="127.0.0.1:$(free_port)" \
-	bin/gateway run --config "${BENCH_CADDYFILE:-Caddyfile}" --adapter caddyfile >"$work/gateway.log" 2>&1 &
-pids+=($!)
-wait_http "https://localhost:$gw_https/healthz" -k
+# start_gateway name caddyfile: a gateway in front of the signing backend;
+# sets https_port[name] and gateway_pid[name].
+declare -A https_port gateway_pid
+start_gateway() {
+	local port
+	port=$(free_port)
+	https_port[$1]=$port
+	# shellcheck disable=SC2086 # BENCH_GATEWAY_ENV is a list of K=V words
+	env XDG_DATA_HOME="$work/$1-data" XDG_CONFIG_HOME="$work/$1-config" \
+		GATEWAY_SIGNING_KEY_ID=bench-1 GATEWAY_SIGNING_SECRET_FILE="$signing_secret" \
+		GATEWAY_RATE_BURST=1000000/s GATEWAY_RATE_SUSTAINED=100000000/m \
+		GATEWAY_RATE_SCORE_BURST=1000000/s GATEWAY_RATE_SCORE_SUSTAINED=100000000/m \
+		${BENCH_GATEWAY_ENV:-} \
+		SCORING_UPSTREAMS="127.0.0.1:$gw_be_port" GATEWAY_HTTPS_PORT="$port" GATEWAY_PUBLIC_HTTPS_PORT="$port" \
+		GATEWAY_HTTP_PORT="$(free_port)" GATEWAY_METRICS_ADDR="127.0.0.1:$(free_port)" \
+		GATEWAY_ADMIN_ADDR="127.0.0.1:$(free_port)" \
+		bin/gateway run --config "$2" --adapter caddyfile >"$work/$1.log" 2>&1 &
+	gateway_pid[$1]=$!
+	pids+=($!)
+	wait_http "https://localhost:$port/healthz" -k
+}
+start_gateway gateway "${BENCH_CADDYFILE:-Caddyfile}"
+gw_https=${https_port[gateway]}
 token=$(bin/gateway issue-token --sub bench-user --tier free --ttl 2h)
 gateway_score=$(curl -sfk -X POST -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
 	-d "$submit" "https://localhost:$gw_https/v1/scores" | score_id_of)
@@ -121,7 +160,21 @@ declare -A url=(
 	[stock]="https://localhost:$st_https"
 	[gateway]="https://localhost:$gw_https"
 )
+# The processes that serve each target, whose CPU time it is charged.
+declare -A serving=(
+	[direct]="$be_pid"
+	[stock]="$stock_pid $be_pid"
+	[gateway]="${gateway_pid[gateway]} $gw_be_pid $redis_pid"
+)
 targets=(direct stock gateway)
+if [ -n "${BENCH_VARIANT:-}" ]; then
+	start_gateway variant "$BENCH_VARIANT"
+	score[variant]=$gateway_score
+	auth[variant]=$token
+	url[variant]="https://localhost:${https_port[variant]}"
+	serving[variant]="${gateway_pid[variant]} $gw_be_pid $redis_pid"
+	targets+=(variant)
+fi
 
 # Warm each target (TLS sessions, connection pools) before measuring.
 for t in "${targets[@]}"; do
@@ -131,29 +184,60 @@ done
 # Rounds interleave the targets so that background noise hits all alike.
 for r in $(seq 1 "$rounds"); do
 	for t in "${targets[@]}"; do
+		# shellcheck disable=SC2086 # serving[$t] is a list of pids
+		before=$(cpu_ticks ${serving[$t]})
 		line=$(BENCH_SCORE_ID="${score[$t]}" BENCH_TOKEN="${auth[$t]}" \
+			/usr/bin/time -f '%U %S' -o "$work/wrk.time" \
 			wrk -t2 -c"$conns" -d"$duration" -s bench/mix.lua "${url[$t]}" | grep '^RESULT')
-		echo "$t $line" >>"$work/results"
-		echo "round $r $t: ${line#RESULT }"
+		# shellcheck disable=SC2086
+		after=$(cpu_ticks ${serving[$t]})
+		read -r wrk_user wrk_sys <"$work/wrk.time"
+		cpu=$(python3 -c "print(($after - $before) / $tick_hz + $wrk_user + $wrk_sys)")
+		echo "$t $line cpu_s=$cpu" >>"$work/results"
+		echo "round $r $t: ${line#RESULT } cpu_s=$cpu"
 	done
 done
 
 python3 - "$work/results" <<'PY'
-import re, statistics, sys
+import os, re, statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
     target, rest = line.split(" ", 1)
-    kv = dict(re.findall(r"(\w+)=([\d.]+)", rest))
-    rows.setdefault(target, []).append({k: float(v) for k, v in kv.items()})
+    kv = {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", rest)}
+    kv["cpu_us"] = kv["cpu_s"] * 1e6 / kv["requests"]
+    rows.setdefault(target, []).append(kv)
 med = {t: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for t, rs in rows.items()}
 print()
-print(f"{'target':<8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'errors':>7}   (median of rounds)")
-for t in ("direct", "stock", "gateway"):
+print(f"{'target':<8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'errors':>7} {'CPU µs/req':>11}   (median of rounds)")
+for t in ("direct", "stock", "gateway", "variant"):
+    if t not in med:
+        continue
     m = med[t]
-    print(f"{t:<8} {m['rps']:>10.0f} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {m['non2xx']:>8.0f} {m['errors']:>7.0f}")
+    print(f"{t:<8} {m['rps']:>10.0f} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {m['non2xx']:>8.0f} {m['errors']:>7.0f} {m['cpu_us']:>11.0f}")
+print("(CPU µs/req: every process of the run — proxy, backend, Redis, wrk — per request)")
 g, s, d = med["gateway"], med["stock"], med["direct"]
 print()
-print(f"throughput gateway/stock  = {g['rps']/s['rps']:.3f}")
-print(f"throughput gateway/direct = {g['rps']/d['rps']:.3f}")
+print(f"{'':<27} {'by req/s':>9} {'by CPU':>7}")
+def ratio(name, a, b):
+    # By CPU: a saturated machine's throughput is cores / CPU per request.
+    print(f"{name:<27} {a['rps']/b['rps']:>9.3f} {b['cpu_us']/a['cpu_us']:>7.3f}")
+ratio("throughput gateway/stock", g, s)
+ratio("throughput gateway/direct", g, d)
 print(f"p99 gateway/stock         = {g['p99_ms']/s['p99_ms']:.3f}")
+if "variant" in med:
+    v = med["variant"]
+    ratio("throughput variant/stock", v, s)
+    print(f"p99 variant/stock         = {v['p99_ms']/s['p99_ms']:.3f}")
+    # What the gateway's extra work costs, as a share of stock Caddy's
+    # throughput; per round, so that a slow round slows both alike.
+    costs = [(vr["rps"] - gr["rps"]) / sr["rps"] for gr, sr, vr in zip(rows["gateway"], rows["stock"], rows["variant"])]
+    by_cpu = s["cpu_us"] * (1 / v["cpu_us"] - 1 / g["cpu_us"])
+    by_rps = statistics.median(costs)
+    print(f"cost of gateway over variant, in stock's throughput: by req/s {by_rps:.3f} "
+          f"(rounds: {', '.join(f'{c:.3f}' for c in costs)}), by CPU {by_cpu:.3f}")
+    limit = os.environ.get("BENCH_MAX_COST")
+    if limit and max(by_rps, by_cpu) > float(limit):
+        sys.exit(f"FAIL: the cost is above BENCH_MAX_COST={limit}")
+    if limit:
+        print(f"ok: at most BENCH_MAX_COST={limit}")
 PY

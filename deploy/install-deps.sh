@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs, with apt-get, the programs the tests and benchmarks run for real
-# (Redis, Prometheus, Alertmanager, wrk) when any is missing. Idempotent.
+# (Redis, Prometheus, Alertmanager, wrk, and GNU time for the benchmark's CPU
+# accounting) when any is missing. Idempotent.
 set -euo pipefail
 
 need=()
@@ -8,6 +9,7 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v amtool >/dev/null || need+=(prometheus-alertmanager)
 command -v wrk >/dev/null || need+=(wrk)
+[ -x /usr/bin/time ] || need+=(time)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 sudo=""

@@ -41,32 +41,82 @@ func NewStore(name string, backend limiter.Store, breaker circuitbreaker.Circuit
 	}
 }
 
-// get counts one hit of key. A guarded call is bounded by timeout and
-// detached from the request's cancellation: a client that goes away must
-// not count as a store failure, and the hit is counted either way.
-func (s *Store) get(ctx context.Context, key string, rate limiter.Rate, timeout time.Duration) (limiter.Context, error) {
+// hit is one policy's count for one request.
+type hit struct {
+	key  string
+	rate limiter.Rate
+}
+
+// answer is the store's count for one hit, when it gave one.
+type answer struct {
+	limiter.Context
+	ok bool
+}
+
+// getAll counts every hit of one request. On a guarded (remote) store the
+// calls go out at once, so that they travel together (one round trip, see
+// construct), under one breaker permit and one timeout: the breaker and the
+// duration histogram see one call per request. The timeout is kept here,
+// not left to the client: a pipelined Redis client waits for its batch,
+// which a hung server holds for the client's read timeout (seconds). A
+// guarded call is detached from the request's cancellation: a client that
+// goes away must not count as a store failure, and the hits are counted
+// either way. It returns the answers in the order of hits (those the store
+// gave, even when another failed) and the first error.
+func (s *Store) getAll(ctx context.Context, hits []hit, timeout time.Duration) ([]answer, error) {
+	out := make([]answer, len(hits))
+	start := time.Now()
 	if s.Breaker == nil {
-		start := time.Now()
-		lc, err := s.Backend.Get(ctx, key, rate)
-		telemetry.Observe(ctx, s.duration, time.Since(start).Seconds())
-		return lc, err
+		defer func() { telemetry.Observe(ctx, s.duration, time.Since(start).Seconds()) }()
+		for i, h := range hits {
+			lc, err := s.Backend.Get(ctx, h.key, h.rate)
+			if err != nil {
+				return out, fmt.Errorf("rate limit store %s: %w", s.Name, err)
+			}
+			out[i] = answer{lc, true}
+		}
+		return out, nil
 	}
 	if !s.Breaker.TryAcquirePermit() {
-		return limiter.Context{}, s.openErr
+		return out, s.openErr
 	}
 	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
-	start := time.Now()
-	lc, err := s.Backend.Get(callCtx, key, rate)
-	elapsed := time.Since(start)
-	cancel()
-	telemetry.Observe(ctx, s.duration, elapsed.Seconds())
+	defer cancel()
+	type reply struct {
+		i   int
+		lc  limiter.Context
+		err error
+	}
+	replies := make(chan reply, len(hits))
+	for i, h := range hits {
+		go func() {
+			lc, err := s.Backend.Get(callCtx, h.key, h.rate)
+			replies <- reply{i, lc, err}
+		}()
+	}
+	var err error
+	for range hits {
+		select {
+		case r := <-replies:
+			if r.err == nil {
+				out[r.i] = answer{r.lc, true}
+			} else if err == nil {
+				err = r.err
+			}
+			continue
+		case <-callCtx.Done():
+			err = callCtx.Err()
+		}
+		break
+	}
+	telemetry.Observe(ctx, s.duration, time.Since(start).Seconds())
 	if err != nil {
 		s.errors.Inc()
 		s.Breaker.RecordFailure()
-		return limiter.Context{}, fmt.Errorf("rate limit store %s: %w", s.Name, err)
+		return out, fmt.Errorf("rate limit store %s: %w", s.Name, err)
 	}
 	s.Breaker.RecordSuccess()
-	return lc, nil
+	return out, nil
 }
 
 // retryAfter is when a client refused for want of the store should come
@@ -215,27 +265,25 @@ type Decision struct {
 }
 
 // Decide counts one request of key, whose user is of tier, against every
-// policy. After the first store error the remaining policies are not
-// tried: they would meet the same store, and one timeout per request is
-// the most a slow store may cost.
+// policy.
 func (l *Limiter) Decide(ctx context.Context, key, tier string) Decision {
-	states := make([]State, 0, len(l.cfg.Policies))
-	var storeErr error
+	hits := make([]hit, len(l.cfg.Policies))
+	rates := make([]Rate, len(l.cfg.Policies))
 	for i, p := range l.cfg.Policies {
-		rate := p.RateFor(tier)
-		if storeErr == nil {
-			lc, err := l.cfg.Store.get(ctx, p.Name+":"+key, rate.limiterRate(), l.cfg.Timeout)
-			if err == nil {
-				st := l.state(p.Name, rate, lc)
-				l.counters[i].verdict(st.Reached)
-				states = append(states, st)
-				continue
-			}
-			storeErr = err
-		}
-		if l.cfg.FailOpen {
+		rates[i] = p.RateFor(tier)
+		hits[i] = hit{key: p.Name + ":" + key, rate: rates[i].limiterRate()}
+	}
+	answers, storeErr := l.cfg.Store.getAll(ctx, hits, l.cfg.Timeout)
+	states := make([]State, 0, len(answers))
+	for i, a := range answers {
+		switch {
+		case a.ok:
+			st := l.state(l.cfg.Policies[i].Name, rates[i], a.Context)
+			l.counters[i].verdict(st.Reached)
+			states = append(states, st)
+		case l.cfg.FailOpen:
 			l.counters[i].failOpen.Inc()
-		} else {
+		default:
 			l.counters[i].failClosed.Inc()
 		}
 	}

@@ -33,7 +33,12 @@ type fakeStore struct {
 	windows map[string]*fakeWindow
 	calls   int
 	fail    func(key string) error
+	// hang holds calls until release is closed, whatever their context
+	// says: a pipelined client waits for its batch the same way.
 	hang    bool
+	release chan struct{}
+	// barrier, when set, holds each call until that many are in flight.
+	barrier *sync.WaitGroup
 }
 
 type fakeWindow struct {
@@ -41,21 +46,27 @@ type fakeWindow struct {
 	end   time.Time
 }
 
-func newFakeStore(clock *clocktest.Fake) *fakeStore {
-	return &fakeStore{now: clock.Now, windows: make(map[string]*fakeWindow)}
+func newFakeStore(t *testing.T, clock *clocktest.Fake) *fakeStore {
+	f := &fakeStore{now: clock.Now, windows: make(map[string]*fakeWindow), release: make(chan struct{})}
+	t.Cleanup(func() { close(f.release) })
+	return f
 }
 
 func (f *fakeStore) Get(ctx context.Context, key string, rate limiter.Rate) (limiter.Context, error) {
 	f.mu.Lock()
 	f.calls++
-	fail, hang := f.fail, f.hang
+	fail, hang, barrier := f.fail, f.hang, f.barrier
 	f.mu.Unlock()
 	if err := ctx.Err(); err != nil {
 		return limiter.Context{}, err // as a real client does
 	}
 	if hang {
-		<-ctx.Done()
-		return limiter.Context{}, ctx.Err()
+		<-f.release
+		return limiter.Context{}, errDown
+	}
+	if barrier != nil {
+		barrier.Done()
+		barrier.Wait()
 	}
 	if fail != nil {
 		if err := fail(key); err != nil {
@@ -108,7 +119,7 @@ type fixture struct {
 func newFixture(t *testing.T, failOpen bool, breaker circuitbreaker.CircuitBreaker[any]) *fixture {
 	t.Helper()
 	f := &fixture{clock: newFakeClock()}
-	f.remote, f.local = newFakeStore(f.clock), newFakeStore(f.clock)
+	f.remote, f.local = newFakeStore(t, f.clock), newFakeStore(t, f.clock)
 	f.l = New(Config{
 		Policies:  testPolicies(),
 		Store:     NewStore("redis", f.remote, breaker),
@@ -250,10 +261,9 @@ func TestDecideStoreDownFailsOpenToEmergencyLimit(t *testing.T) {
 	if want := []Outcome{Allowed, Allowed, Denied}; !equal(got, want) {
 		t.Fatalf("outcomes %v, want %v (emergency limit 2/m)", got, want)
 	}
-	// One store call per request: the second policy is not tried once the
-	// store has failed.
-	if n := f.remote.callCount(); n != 3 {
-		t.Errorf("store called %d times for 3 requests, want 3", n)
+	// Both policies' hits go out together, once per request.
+	if n := f.remote.callCount(); n != 6 {
+		t.Errorf("store called %d times for 3 requests of 2 policies, want 6", n)
 	}
 	if d := value(failOpen) - before; d != 3 {
 		t.Errorf("burst fail_open decisions +%v, want +3", d)
@@ -318,6 +328,19 @@ func TestDecideHungStoreIsBoundedByTimeout(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Decide hung on a store that never answers")
+	}
+}
+
+func TestDecideSendsEveryPolicyAtOnce(t *testing.T) {
+	f := newFixture(t, false, closedBreaker())
+	// Each call waits until both policies' calls are in flight: sent one
+	// after the other, the first would wait for the second until the
+	// timeout and the request would fail closed.
+	var inFlight sync.WaitGroup
+	inFlight.Add(len(testPolicies()))
+	f.remote.barrier = &inFlight
+	if d := f.l.Decide(context.Background(), "id:u1", ""); d.Outcome != Allowed || d.Err != nil {
+		t.Fatalf("decision %+v: want both policies counted together and allowed", d)
 	}
 }
 

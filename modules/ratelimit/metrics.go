@@ -24,12 +24,12 @@ var (
 
 	storeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gateway_ratelimit_store_errors_total",
-		Help: "Rate-limit store calls that failed or timed out. Calls refused by the open circuit breaker are not calls and are not counted.",
+		Help: "Rate-limit store calls that failed or timed out; one call counts every policy of a request. Calls refused by the open circuit breaker are not calls and are not counted.",
 	}, []string{"store"})
 
 	storeDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "gateway_ratelimit_store_duration_seconds",
-		Help:    "Duration of rate-limit store calls, failed ones included.",
+		Help:    "Duration of rate-limit store calls (one per request, every policy of it), failed ones included.",
 		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25},
 	}, []string{"store"})
 
