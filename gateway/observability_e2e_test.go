@@ -211,6 +211,8 @@ func retriesOf(fams map[string]*dto.MetricFamily) float64 {
 
 // sumSeries returns how many series of name carry all of labels, and the
 // sum of their values (counters and gauges; a histogram's sample count).
+// Given all of a metric's labels, the sum is its one series' value (0 when
+// there is none).
 func sumSeries(fams map[string]*dto.MetricFamily, name string, labels map[string]string) (int, float64) {
 	n, sum := 0, 0.0
 	for _, m := range fams[name].GetMetric() {

@@ -157,39 +157,12 @@ func metrics(t *testing.T, gw *e2e.Gateway) map[string]*dto.MetricFamily {
 	return fams
 }
 
-// value returns the value of the series of name with all of labels; 0 when
-// there is none.
-func value(fams map[string]*dto.MetricFamily, name string, labels map[string]string) float64 {
-	f, ok := fams[name]
-	if !ok {
-		return 0
-	}
-	for _, m := range f.GetMetric() {
-		matched := 0
-		for _, lp := range m.GetLabel() {
-			if v, ok := labels[lp.GetName()]; ok && v == lp.GetValue() {
-				matched++
-			}
-		}
-		if matched != len(labels) {
-			continue
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue()
-		case m.Gauge != nil:
-			return m.Gauge.GetValue()
-		}
-	}
-	return 0
-}
-
 // breakerState is the state gateway_circuit_breaker_state reports for upstream.
 func breakerState(t *testing.T, gw *e2e.Gateway, upstream string) string {
 	t.Helper()
 	fams := metrics(t, gw)
 	for _, s := range []string{"closed", "open", "half-open"} {
-		if value(fams, "gateway_circuit_breaker_state", map[string]string{"upstream": upstream, "state": s}) == 1 {
+		if _, v := sumSeries(fams, "gateway_circuit_breaker_state", map[string]string{"upstream": upstream, "state": s}); v == 1 {
 			return s
 		}
 	}
@@ -278,7 +251,7 @@ func TestResilienceHalfFailingBackend(t *testing.T) {
 	if attempts > 3*total {
 		t.Errorf("%d attempts for %d requests", attempts, total)
 	}
-	if n := value(metrics(t, gw), "gateway_retries_total", map[string]string{"route": "read_scores", "reason": "status"}); n == 0 {
+	if _, v := sumSeries(metrics(t, gw), "gateway_retries_total", map[string]string{"route": "read_scores", "reason": "status"}); v == 0 {
 		t.Error("gateway_retries_total{route=read_scores,reason=status} did not count the retries")
 	}
 
@@ -403,7 +376,7 @@ func TestResilienceBackendHardDown(t *testing.T) {
 	}
 	fams := metrics(t, gw)
 	for _, tr := range [][2]string{{"closed", "open"}, {"open", "half-open"}, {"half-open", "closed"}} {
-		if value(fams, "gateway_circuit_breaker_transitions_total", map[string]string{"upstream": be.Addr, "from": tr[0], "to": tr[1]}) < 1 {
+		if _, v := sumSeries(fams, "gateway_circuit_breaker_transitions_total", map[string]string{"upstream": be.Addr, "from": tr[0], "to": tr[1]}); v < 1 {
 			t.Errorf("no %s→%s transition counted", tr[0], tr[1])
 		}
 	}
@@ -515,13 +488,13 @@ func TestResilienceConcurrentUploadsBulkheaded(t *testing.T) {
 		t.Errorf("the burst took %v", took)
 	}
 	fams := metrics(t, gw)
-	if v := value(fams, "gateway_concurrency_limit", map[string]string{"route": "submit_score"}); v != 100 {
+	if _, v := sumSeries(fams, "gateway_concurrency_limit", map[string]string{"route": "submit_score"}); v != 100 {
 		t.Errorf("gateway_concurrency_limit{route=submit_score} = %v, want 100", v)
 	}
-	if v := value(fams, "gateway_concurrency_in_flight", map[string]string{"route": "submit_score"}); v != 0 {
+	if _, v := sumSeries(fams, "gateway_concurrency_in_flight", map[string]string{"route": "submit_score"}); v != 0 {
 		t.Errorf("gateway_concurrency_in_flight{route=submit_score} = %v after the burst, want 0", v)
 	}
-	if v := value(fams, "gateway_concurrency_rejections_total", map[string]string{"route": "submit_score", "reason": "bulkhead"}); int(v) != refused {
+	if _, v := sumSeries(fams, "gateway_concurrency_rejections_total", map[string]string{"route": "submit_score", "reason": "bulkhead"}); int(v) != refused {
 		t.Errorf("gateway_concurrency_rejections_total{reason=bulkhead} = %v, want %d", v, refused)
 	}
 }
@@ -609,7 +582,7 @@ func TestResilienceDegradedModeFromTheAdminAPI(t *testing.T) {
 	if r := call(gw.Client, http.MethodGet, gw.BaseURL+"/v1/users/degraded/scores", "", auth); r.status != http.StatusOK {
 		t.Fatalf("read in degraded mode: %d %s", r.status, r.body)
 	}
-	if v := value(metrics(t, gw), "gateway_degraded_mode", nil); v != 1 {
+	if _, v := sumSeries(metrics(t, gw), "gateway_degraded_mode", nil); v != 1 {
 		t.Errorf("gateway_degraded_mode = %v, want 1", v)
 	}
 	if st := setDegraded(false); st["enabled"] {

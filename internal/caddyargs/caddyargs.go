@@ -51,6 +51,26 @@ func IntArg(d *caddyfile.Dispenser, opt string, into *int) error {
 	return nil
 }
 
+// IntAtLeast reads a whole number no smaller than least.
+func IntAtLeast(d *caddyfile.Dispenser, least int, into *int) error {
+	opt := d.Val()
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	return IntAtLeastArg(d, opt, least, into)
+}
+
+// IntAtLeastArg parses the current token as a whole number no smaller than
+// least for option opt.
+func IntAtLeastArg(d *caddyfile.Dispenser, opt string, least int, into *int) error {
+	n, err := strconv.Atoi(d.Val())
+	if err != nil || n < least {
+		return d.Errf("%s %q: want a whole number of at least %d", opt, d.Val(), least)
+	}
+	*into = n
+	return nil
+}
+
 // Float reads a number such as 0.75.
 func Float(d *caddyfile.Dispenser, into *float64) error {
 	opt := d.Val()

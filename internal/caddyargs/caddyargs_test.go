@@ -1,6 +1,7 @@
 package caddyargs
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -34,6 +35,31 @@ func TestSize(t *testing.T) {
 		if (err == nil) != tc.ok || got != tc.want {
 			t.Errorf("%q: got %d, %v", tc.in, got, err)
 		}
+	}
+}
+
+func TestIntAtLeast(t *testing.T) {
+	cases := []struct {
+		in   string
+		want int
+		ok   bool
+	}{
+		{"cache_size 1", 1, true},
+		{"cache_size 0", -1, false},
+		{"cache_size -5", -1, false},
+		{"cache_size many", -1, false},
+		{"cache_size", -1, false},
+	}
+	for _, tc := range cases {
+		got := -1
+		err := IntAtLeast(at(tc.in), 1, &got)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("%q: got %d, %v", tc.in, got, err)
+		}
+	}
+	err := IntAtLeast(at("cache_size 0"), 1, new(int))
+	if err == nil || !strings.Contains(err.Error(), `cache_size "0": want a whole number of at least 1`) {
+		t.Errorf("error %v: want one naming the option, the value and the bound", err)
 	}
 }
 

@@ -392,7 +392,7 @@ func TestTokenCacheCaddyfile(t *testing.T) {
 	}
 
 	for opts, want := range map[string]string{
-		"cache_ttl soon":    `cache_ttl "soon"`,
+		"cache_ttl soon":    `cache_ttl: bad duration "soon"`,
 		"cache_ttl":         "wrong argument count",
 		"cache_ttl 1m 2m":   "wrong argument count",
 		"cache_size 0":      `cache_size "0"`,

@@ -1,15 +1,14 @@
 package identity
 
 import (
-	"strconv"
-	"time"
-
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+
+	"github.com/lexiscore/gateway/internal/caddyargs"
 )
 
 func init() {
@@ -125,13 +124,13 @@ func (j *JWT) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "tenant_claim":
 			err = oneArg(d, &j.TenantClaim)
 		case "jwks_refresh_interval":
-			err = durationArg(d, &j.JWKSRefreshInterval)
+			err = caddyargs.Duration(d, &j.JWKSRefreshInterval)
 		case "jwks_min_refresh_interval":
-			err = durationArg(d, &j.JWKSMinRefreshInterval)
+			err = caddyargs.Duration(d, &j.JWKSMinRefreshInterval)
 		case "jwks_timeout":
-			err = durationArg(d, &j.JWKSTimeout)
+			err = caddyargs.Duration(d, &j.JWKSTimeout)
 		case "leeway":
-			err = durationArg(d, &j.Leeway)
+			err = caddyargs.Duration(d, &j.Leeway)
 		case "max_token_size":
 			var s string
 			if err = oneArg(d, &s); err == nil {
@@ -144,23 +143,13 @@ func (j *JWT) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "cache_ttl":
 			var s string
 			if err = oneArg(d, &s); err == nil {
-				var ttl time.Duration
+				j.CacheTTL = new(caddy.Duration)
 				if s != "off" {
-					if ttl, err = caddy.ParseDuration(s); err != nil {
-						return d.Errf("jwt: cache_ttl %q: %w", s, err)
-					}
+					err = caddyargs.DurationArg(d, opt, j.CacheTTL)
 				}
-				j.CacheTTL = new(caddy.Duration(ttl))
 			}
 		case "cache_size":
-			var s string
-			if err = oneArg(d, &s); err == nil {
-				n, perr := strconv.Atoi(s)
-				if perr != nil || n < 1 {
-					return d.Errf("jwt: cache_size %q is not a whole number of at least 1", s)
-				}
-				j.CacheSize = n
-			}
+			err = caddyargs.IntAtLeast(d, 1, &j.CacheSize)
 		case "key":
 			args := d.RemainingArgs()
 			if len(args) < 4 {
@@ -182,6 +171,11 @@ func (j *JWT) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		if err != nil {
 			return err
 		}
+		// caddyargs reads the one argument an option takes and leaves the
+		// rest of the line: any more is an error.
+		if d.NextArg() {
+			return d.ArgErr()
+		}
 	}
 	return nil
 }
@@ -201,12 +195,15 @@ func (a *APIKey) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "file":
 			err = oneArg(d, &a.File)
 		case "reload_interval":
-			err = durationArg(d, &a.ReloadInterval)
+			err = caddyargs.Duration(d, &a.ReloadInterval)
 		default:
 			return d.Errf("api_key: unknown subdirective %q", d.Val())
 		}
 		if err != nil {
 			return err
+		}
+		if d.NextArg() {
+			return d.ArgErr()
 		}
 	}
 	return nil
@@ -217,20 +214,6 @@ func oneArg(d *caddyfile.Dispenser, dst *string) error {
 	if !d.AllArgs(dst) {
 		return d.ArgErr()
 	}
-	return nil
-}
-
-func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
-	opt := d.Val()
-	var s string
-	if !d.AllArgs(&s) {
-		return d.ArgErr()
-	}
-	v, err := caddy.ParseDuration(s)
-	if err != nil {
-		return d.Errf("%s %s: %w", opt, strconv.Quote(s), err)
-	}
-	*dst = caddy.Duration(v)
 	return nil
 }
 

@@ -451,6 +451,8 @@ func TestCaddyfileAdapt(t *testing.T) {
 		"unknown jwt option": "authenticate {\n jwt {\n bogus 1\n }\n}",
 		"bad key source":     "authenticate {\n jwt {\n key k1 hmac vault X\n }\n}",
 		"bad duration":       "authenticate {\n api_key {\n reload_interval soon\n }\n}",
+		"empty duration":     "authenticate {\n api_key {\n reload_interval \"\"\n }\n}",
+		"two durations":      "authenticate {\n jwt {\n leeway 1s 2s\n }\n}",
 		"twice":              "authenticate {\n api_key\n api_key\n}",
 	} {
 		d := caddyfile.NewTestDispenser(body)

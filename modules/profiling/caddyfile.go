@@ -3,11 +3,12 @@ package profiling
 import (
 	"strings"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/lexiscore/gateway/internal/caddyargs"
 )
 
 func init() {
@@ -80,16 +81,8 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "basic_auth_password":
 			a.BasicAuthPassword, err = optionalArg(d)
 		case "upload_rate":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			rate, perr := caddy.ParseDuration(d.Val())
-			if perr != nil {
-				return d.Errf("profiling: upload_rate %q: %v", d.Val(), perr)
-			}
-			a.UploadRate = caddy.Duration(rate)
-			if d.NextArg() {
-				return d.ArgErr()
+			if err = caddyargs.Duration(d, &a.UploadRate); err == nil && d.NextArg() {
+				err = d.ArgErr()
 			}
 		case "profile_types":
 			a.ProfileTypes = d.RemainingArgs()

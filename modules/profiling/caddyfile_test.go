@@ -46,7 +46,8 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{"application name required", "profiling {\n application_name\n}", App{}, "wrong argument count"},
 		{"tag without value", "profiling {\n tags env\n}", App{}, `tag "env": want key=value`},
 		{"tag given twice", "profiling {\n tags env=a env=b\n}", App{}, `tag "env" given twice`},
-		{"bad duration", "profiling {\n upload_rate soon\n}", App{}, `upload_rate "soon"`},
+		{"bad duration", "profiling {\n upload_rate soon\n}", App{}, `upload_rate: bad duration "soon"`},
+		{"two durations", "profiling {\n upload_rate 1s 2s\n}", App{}, "wrong argument count"},
 		{"no profile types", "profiling {\n profile_types\n}", App{}, "wrong argument count"},
 		{"unknown subdirective", "profiling {\n sample_rate 100\n}", App{}, `unknown subdirective "sample_rate"`},
 	}

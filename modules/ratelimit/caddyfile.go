@@ -7,6 +7,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/lexiscore/gateway/internal/caddyargs"
 )
 
 func init() {
@@ -94,15 +96,12 @@ func (h *RateLimit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.Store = s
 		case "timeout":
-			var v string
-			if !d.AllArgs(&v) {
+			if err := positiveDuration(d, "timeout", &h.Timeout); err != nil {
+				return err
+			}
+			if d.NextArg() {
 				return d.ArgErr()
 			}
-			dur, err := caddy.ParseDuration(v)
-			if err != nil || dur <= 0 {
-				return d.Errf("rate_limit: timeout %q: want a positive duration such as 50ms", v)
-			}
-			h.Timeout = caddy.Duration(dur)
 		case "on_store_error":
 			if !d.AllArgs(&h.OnStoreError) {
 				return d.ArgErr()
@@ -200,38 +199,49 @@ func parseStore(d *caddyfile.Dispenser) (*StoreConfig, error) {
 				return nil, d.ArgErr()
 			}
 		case "db":
-			var v string
-			if !d.AllArgs(&v) {
+			if err := caddyargs.IntAtLeast(d, 0, &s.DB); err != nil {
+				return nil, err
+			}
+			if d.NextArg() {
 				return nil, d.ArgErr()
 			}
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 {
-				return nil, d.Errf("rate_limit: store db %q: want a database number", v)
-			}
-			s.DB = n
 		case "prefix":
 			if !d.AllArgs(&s.Prefix) {
 				return nil, d.ArgErr()
 			}
 		case "breaker":
-			var failures, delay string
-			if !d.AllArgs(&failures, &delay) {
+			if !d.NextArg() {
 				return nil, d.ArgErr()
 			}
-			n, err := strconv.Atoi(failures)
-			if err != nil || n < 1 {
-				return nil, d.Errf("rate_limit: store breaker failures %q: want a positive integer", failures)
+			if err := caddyargs.IntAtLeastArg(d, "breaker failures", 1, &s.BreakerFailures); err != nil {
+				return nil, err
 			}
-			dur, err := caddy.ParseDuration(delay)
-			if err != nil || dur <= 0 {
-				return nil, d.Errf("rate_limit: store breaker delay %q: want a positive duration such as 5s", delay)
+			if err := positiveDuration(d, "breaker delay", &s.BreakerDelay); err != nil {
+				return nil, err
 			}
-			s.BreakerFailures, s.BreakerDelay = n, caddy.Duration(dur)
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
 		default:
 			return nil, d.Errf("rate_limit: store: unknown subdirective %q", sub)
 		}
 	}
 	return s, nil
+}
+
+// positiveDuration reads the next argument as a duration for option opt. It
+// must be above zero: a zero in the config would mean the default.
+func positiveDuration(d *caddyfile.Dispenser, opt string, into *caddy.Duration) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	if err := caddyargs.DurationArg(d, opt, into); err != nil {
+		return err
+	}
+	if *into <= 0 {
+		return d.Errf("%s %q: want a positive duration", opt, d.Val())
+	}
+	return nil
 }
 
 var _ caddyfile.Unmarshaler = (*RateLimit)(nil)
