@@ -45,6 +45,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        db                <n>
 //	        prefix            <key prefix>        # default gateway:ratelimit
 //	        breaker           <failures> <delay>  # default 5 5s
+//	        pipelining        on|off              # default on
 //	    }
 //	    timeout        <duration>                 # default 50ms
 //	    on_store_error fail_open|fail_closed      # default fail_open
@@ -222,6 +223,12 @@ func parseStore(d *caddyfile.Dispenser) (*StoreConfig, error) {
 			if d.NextArg() {
 				return nil, d.ArgErr()
 			}
+		case "pipelining":
+			var v string
+			if !d.AllArgs(&v) || (v != "on" && v != "off") {
+				return nil, d.Errf("rate_limit: store: pipelining %q: want on or off", v)
+			}
+			s.NoPipelining = v == "off"
 		default:
 			return nil, d.Errf("rate_limit: store: unknown subdirective %q", sub)
 		}

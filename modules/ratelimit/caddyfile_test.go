@@ -67,6 +67,7 @@ func TestCaddyfileAdapts(t *testing.T) {
 			db 2
 			prefix lexi:rl
 			breaker 3 2s
+			pipelining off
 		}
 		timeout 30ms
 		on_store_error fail_open
@@ -95,7 +96,7 @@ func TestCaddyfileAdapts(t *testing.T) {
 		Store: &StoreConfig{
 			URL: "{env.REDIS_URL}", Addrs: []string{"{env.REDIS_ADDRS}", "redis-2:6379"}, MasterName: "mymaster",
 			Username: "gw", Password: "{env.RL_PASSWORD}", SentinelPassword: "{env.RL_SENTINEL_PASSWORD}",
-			DB: 2, Prefix: "lexi:rl", BreakerFailures: 3, BreakerDelay: caddy.Duration(2e9),
+			DB: 2, Prefix: "lexi:rl", BreakerFailures: 3, BreakerDelay: caddy.Duration(2e9), NoPipelining: true,
 		},
 		Timeout: caddy.Duration(30e6), OnStoreError: "fail_open", Emergency: "5/s",
 	}
@@ -157,6 +158,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"breaker without delay", "policy a 1/s\n\t\tstore {\n\t\t\tbreaker 3\n\t\t}", "wrong argument count"},
 		{"unknown subdirective", "policy a 1/s\n\t\tburst 5", `unknown subdirective "burst"`},
 		{"unknown store subdirective", "policy a 1/s\n\t\tstore {\n\t\t\tcluster yes\n\t\t}", `unknown subdirective "cluster"`},
+		{"bad pipelining", "policy a 1/s\n\t\tstore {\n\t\t\tpipelining maybe\n\t\t}", `pipelining "maybe": want on or off`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/ulule/limiter/v3/drivers/store/memory"
+
 	"github.com/lexiscore/gateway/internal/caddytest"
 	"github.com/lexiscore/gateway/internal/redistest"
 )
@@ -243,4 +246,96 @@ func TestRedisHungIsBounded(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// TestRedisPipelining: with pipelining on, the policies of concurrent
+// requests reach Redis in shared pipelines, so Redis reads fewer times
+// from its sockets than it runs commands; with it off, every command is a
+// read (a round trip) of its own. Counts exact limits either way.
+func TestRedisPipelining(t *testing.T) {
+	srv := redistest.Start(t)
+	info := srv.Client(t)
+	// The limiter's EVALSHA calls, and the reads Redis made from its
+	// sockets (each a batch of whatever a client had sent).
+	stats := func() (calls, reads int64) {
+		t.Helper()
+		out, err := info.Info(t.Context(), "stats", "commandstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range strings.Lines(out) {
+			name, value, _ := strings.Cut(strings.TrimSpace(line), ":")
+			switch name {
+			case "cmdstat_evalsha":
+				fmt.Sscanf(value, "calls=%d,", &calls)
+			case "total_reads_processed":
+				fmt.Sscan(value, &reads)
+			}
+		}
+		return calls, reads
+	}
+	const requests = 400
+	for _, tc := range []struct {
+		name       string
+		off        bool
+		maxPerCall float64 // reads per script
+		minPerCall float64
+	}{
+		{name: "on", maxPerCall: 0.75},
+		{name: "off", off: true, minPerCall: 0.95},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec, err := (&StoreConfig{URL: srv.URL(), Prefix: "pipelining-" + tc.name, NoPipelining: tc.off}).resolve(caddy.NewReplacer())
+			if err != nil {
+				t.Fatal(err)
+			}
+			store, err := acquire(spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _, _ = stores.Delete(spec.key) })
+			l := New(Config{
+				Policies: []Policy{{Name: "burst", Rate: Rate{1000, time.Minute}}, {Name: "sustained", Rate: Rate{1000, time.Hour}}},
+				Store:    store, Timeout: 5 * time.Second, Local: memory.NewStore(),
+			})
+			// Warm the connections and load the scripts outside the count.
+			if d := l.Decide(t.Context(), "warm", ""); d.Err != nil {
+				t.Fatal(d.Err)
+			}
+			commands, reads := stats()
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			var refused, failed int
+			for i := range requests {
+				wg.Go(func() {
+					d := l.Decide(t.Context(), fmt.Sprintf("user-%d", i%4), "")
+					mu.Lock()
+					defer mu.Unlock()
+					if d.Err != nil {
+						failed++
+					} else if d.Outcome == Denied {
+						refused++
+					}
+				})
+			}
+			wg.Wait()
+			if failed > 0 || refused > 0 {
+				t.Fatalf("%d store failures, %d refusals: want every request counted and allowed", failed, refused)
+			}
+			c, r := stats()
+			// The second INFO is one read too.
+			c, r = c-commands, r-reads-1
+			if c != 2*requests {
+				t.Fatalf("Redis ran %d scripts for %d requests of 2 policies", c, requests)
+			}
+			perCall := float64(r) / float64(c)
+			t.Logf("pipelining %s: %d scripts in %d reads (%.2f per script)", tc.name, c, r, perCall)
+			if tc.maxPerCall > 0 && perCall > tc.maxPerCall {
+				t.Errorf("%.2f reads per script: want at most %.2f, calls should share pipelines", perCall, tc.maxPerCall)
+			}
+			if perCall < tc.minPerCall {
+				t.Errorf("%.2f reads per script: want at least %.2f, one round trip per call", perCall, tc.minPerCall)
+			}
+		})
+	}
 }

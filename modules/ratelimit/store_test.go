@@ -68,8 +68,8 @@ func TestStoreResolve(t *testing.T) {
 			if tc.password != "" && strings.Contains(spec.key, tc.password) {
 				t.Fatalf("pool key %q contains the password", spec.key)
 			}
-			if spec.prefix != DefaultStorePrefix || spec.failures != DefaultBreakerFailures || spec.delay != DefaultBreakerDelay {
-				t.Fatalf("defaults: prefix %q breaker %d/%s", spec.prefix, spec.failures, spec.delay)
+			if spec.prefix != DefaultStorePrefix || spec.failures != DefaultBreakerFailures || spec.delay != DefaultBreakerDelay || !spec.pipeline {
+				t.Fatalf("defaults: prefix %q breaker %d/%s pipeline %t", spec.prefix, spec.failures, spec.delay, spec.pipeline)
 			}
 		})
 	}
@@ -96,6 +96,7 @@ func TestStorePoolKey(t *testing.T) {
 		{URL: "redis://:a@r:6379?pool_size=3"},
 		{URL: "redis://:a@r:6379", Prefix: "other"},
 		{URL: "redis://:a@r:6379", BreakerFailures: 9},
+		{URL: "redis://:a@r:6379", NoPipelining: true},
 	} {
 		if key(c) == base {
 			t.Errorf("%+v shares the store of redis://:a@r:6379", c)
