@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -34,6 +35,14 @@ var errLostRace = errors.New("another attempt is answering the client")
 // writing anything.
 var errNoResponse = errors.New("upstream attempt produced no response")
 
+// errFailureTooLarge is what a held-back failure response's writes return
+// once its body outgrows max_failure_body: the proxy stops copying it.
+var errFailureTooLarge = errors.New("failure response body exceeds max_failure_body")
+
+// errAborted is an attempt whose handler aborted the response with
+// http.ErrAbortHandler (reverse_proxy does when the copy of a body fails).
+var errAborted = errors.New("upstream response aborted")
+
 // timedOut reports whether ctx was canceled by one of the handler's
 // timeouts, as opposed to the client leaving or a hedge winning.
 func timedOut(ctx context.Context) bool {
@@ -62,8 +71,9 @@ type outcome struct {
 // attemptRun is one call of the next handler.
 type attemptRun struct {
 	aw  *attemptWriter
-	rec caddyhttp.ResponseRecorder
 	err error
+	// aborted: the handler aborted the response (panic(http.ErrAbortHandler)).
+	aborted bool
 	// detach frees a committed attempt from the timeouts and from failsafe
 	// cancellation: from then on only the client can stop it.
 	detach func()
@@ -361,8 +371,7 @@ func (x *exchange) attempt(exec failsafe.Execution[*outcome], next caddyhttp.Han
 	} else {
 		run.aw.header, run.aw.direct = x.w.Header(), true
 	}
-	run.rec = caddyhttp.NewResponseRecorder(run.aw, new(bytes.Buffer), run.aw.shouldBuffer)
-	run.err = next.ServeHTTP(run.rec, req)
+	run.serve(next, req)
 	if run.aw.claimed {
 		return &outcome{kind: kindCommitted, run: run}, nil
 	}
@@ -375,19 +384,48 @@ func (x *exchange) attempt(exec failsafe.Execution[*outcome], next caddyhttp.Han
 		o.kind, o.err = kindTimeout, context.Cause(actx)
 	case actx.Err() != nil:
 		o.kind, o.err = kindCanceled, caddyhttp.Error(499, context.Cause(actx))
+	case run.aw.tooLarge:
+		// A failure all the same: retried or replaced as its status says,
+		// but never passed on (Handler.failed).
+		o.kind, o.status = kindStatus, run.aw.status
+		o.err = fmt.Errorf("upstream answered %d: %w (%d bytes)", run.aw.status, errFailureTooLarge, x.h.MaxFailureBody)
+		x.h.logger.Warn("upstream failure response dropped: its body exceeds max_failure_body",
+			zap.String("route", x.h.Route), zap.Int("status", run.aw.status), zap.Int64("max_failure_body", x.h.MaxFailureBody))
 	case run.err != nil:
 		o.kind = classify(run.err, actx, lastOpen)
 		o.openWait = openWait
-	case run.rec.Status() == 0:
+	case run.aw.status == 0:
 		o.kind, o.err = kindTransport, errNoResponse
 	default:
-		o.kind, o.status = kindStatus, run.rec.Status()
+		o.kind, o.status = kindStatus, run.aw.status
+	}
+	if o.kind == kindStatus {
 		if d, ok := parseRetryAfter(run.aw.header.Get("Retry-After"), x.h.clock.Now()); ok {
 			o.retryAfter = d
 		}
 	}
 	x.setLast(o)
 	return o, nil
+}
+
+// serve calls next for the attempt. reverse_proxy aborts a response whose
+// body it cannot copy to the end with panic(http.ErrAbortHandler): the
+// upstream's connection died, the attempt was canceled, or a held-back
+// failure outgrew max_failure_body. For an attempt that is not answering
+// the client that is an attempt failure like any other, to retry or
+// replace; a committed one is aborted again by Handler.delivered, in the
+// request's goroutine (a hedge runs in its own) and after the request's
+// permit is released.
+func (run *attemptRun) serve(next caddyhttp.Handler, req *http.Request) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v != http.ErrAbortHandler {
+				panic(v)
+			}
+			run.aborted, run.err = true, caddyhttp.Error(http.StatusBadGateway, errAborted)
+		}
+	}()
+	run.err = next.ServeHTTP(run.aw, req)
 }
 
 // attemptWriter is the response writer of one attempt. One attempt at a
@@ -397,6 +435,10 @@ func (x *exchange) attempt(exec failsafe.Execution[*outcome], next caddyhttp.Han
 // attempt leaves no trace on the client's response. The first attempt to
 // write a response status that is not held back claims the client's
 // writer; later ones lose.
+//
+// Failure responses are held back, body included, up to max_failure_body:
+// they may be retried or replaced. One whose body outgrows it is dropped
+// at once (tooLarge), so a backend cannot make the gateway hold more.
 type attemptWriter struct {
 	x   *exchange
 	run *attemptRun
@@ -406,14 +448,20 @@ type attemptWriter struct {
 	direct  bool
 	claimed bool
 	lost    bool
+	// status is the final status written; held, that the response is held
+	// back in body; tooLarge, that its body outgrew the cap and was dropped.
+	status   int
+	held     bool
+	body     bytes.Buffer
+	tooLarge bool
 	// capture keeps a copy of a good GET response for the stale cache.
 	capture *bytes.Buffer
 }
 
-// shouldBuffer holds back failure responses (they may be retried or
-// replaced) and anything written after the attempt was canceled; every
-// other response streams straight through.
-func (a *attemptWriter) shouldBuffer(status int, _ http.Header) bool {
+// holds reports whether a response with status is held back: failure
+// responses (they may be retried or replaced) and anything written after
+// the attempt was canceled. Every other response streams straight through.
+func (a *attemptWriter) holds(status int) bool {
 	return status >= 500 || a.x.h.rules.statuses[status] || a.ctx.Err() != nil
 }
 
@@ -431,7 +479,7 @@ func (a *attemptWriter) takeBack() {
 }
 
 func (a *attemptWriter) WriteHeader(status int) {
-	if a.claimed || a.lost {
+	if a.status != 0 {
 		return
 	}
 	if status < 200 {
@@ -442,6 +490,17 @@ func (a *attemptWriter) WriteHeader(status int) {
 		}
 		return
 	}
+	a.status = status
+	if a.holds(status) {
+		a.held = true
+		return
+	}
+	a.claim(status)
+}
+
+// claim makes this attempt the one answering the client, unless another
+// already is, and writes the status.
+func (a *attemptWriter) claim(status int) {
 	if !a.x.claimed.CompareAndSwap(false, true) {
 		a.lost = true
 		return
@@ -458,10 +517,18 @@ func (a *attemptWriter) WriteHeader(status int) {
 }
 
 func (a *attemptWriter) Write(p []byte) (int, error) {
-	if !a.claimed && !a.lost {
+	if a.status == 0 {
 		a.WriteHeader(http.StatusOK)
 	}
-	if a.lost {
+	switch {
+	case a.tooLarge:
+		return 0, errFailureTooLarge
+	case a.held && int64(a.body.Len()+len(p)) > a.x.h.MaxFailureBody:
+		a.tooLarge, a.body = true, bytes.Buffer{}
+		return 0, errFailureTooLarge
+	case a.held:
+		return a.body.Write(p)
+	case a.lost:
 		return 0, errLostRace
 	}
 	if a.capture != nil {
@@ -480,6 +547,14 @@ func (a *attemptWriter) FlushError() error {
 		return nil
 	}
 	return http.NewResponseController(a.x.w).Flush()
+}
+
+// passOn answers the client with the held-back failure response.
+func (a *attemptWriter) passOn() error {
+	a.held = false
+	a.claim(a.status)
+	_, err := a.Write(a.body.Bytes())
+	return err
 }
 
 // replaceHeader makes dst a copy of src.

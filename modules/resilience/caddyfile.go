@@ -1,6 +1,7 @@
 package resilience
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 
@@ -8,8 +9,10 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
 	"github.com/lexiscore/gateway/internal/caddyargs"
+	"github.com/lexiscore/gateway/internal/proxytransport"
 )
 
 func init() {
@@ -19,8 +22,18 @@ func init() {
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	var m Handler
-	err := m.UnmarshalCaddyfile(h.Dispenser)
-	return &m, err
+	if err := m.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	if fb := m.Fallback; fb != nil && fb.secondary != nil {
+		// As reverse_proxy's own parser does: handle_response blocks need
+		// the helper.
+		if err := fb.secondary.FinalizeUnmarshalCaddyfile(h); err != nil {
+			return nil, err
+		}
+		m.SecondaryRaw = caddyconfig.JSONModuleObject(fb.secondary, "handler", "reverse_proxy", nil)
+	}
+	return &m, nil
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -46,7 +59,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    }
 //	    hedge <delay>|p<quantile>|off [<max_hedges>]
 //	    fallback {
-//	        upstream <addresses...>
+//	        upstream <addresses...> {
+//	            # reverse_proxy's options, e.g.
+//	            transport resilient {
+//	                transport signed { … }
+//	            }
+//	        }
 //	        stale [<max_age>] {
 //	            max_entries <n>
 //	            max_body    <size>
@@ -56,10 +74,16 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    }
 //	    shed_when_degraded
 //	    retry_after <duration>
+//	    max_failure_body <size>
 //	}
 //
 // Use one resilience directive per route, with matchers that do not
 // overlap: two handlers on one request would both retry.
+//
+// The fallback upstream's block is a reverse_proxy block (its arguments
+// the upstreams), so its transport can sign requests as the main
+// reverse_proxy's does. Its transport is wrapped in a resilient one, with
+// default breaker settings, unless it is resilient itself.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if !d.NextArg() {
@@ -90,7 +114,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = h.Hedge.unmarshal(d)
 		case "fallback":
 			h.Fallback = new(FallbackConfig)
-			err = h.Fallback.unmarshal(d)
+			if err = h.Fallback.unmarshal(d); err == nil && h.Fallback.secondary != nil {
+				h.SecondaryRaw = caddyconfig.JSONModuleObject(h.Fallback.secondary, "handler", "reverse_proxy", nil)
+			}
 		case "shed_when_degraded":
 			if d.NextArg() {
 				return d.ArgErr()
@@ -98,6 +124,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.ShedWhenDegraded = true
 		case "retry_after":
 			err = caddyargs.Duration(d, &h.RetryAfter)
+		case "max_failure_body":
+			err = caddyargs.Size(d, &h.MaxFailureBody)
 		default:
 			return d.Errf("resilience: unknown subdirective %q", d.Val())
 		}
@@ -251,9 +279,11 @@ func (fb *FallbackConfig) unmarshal(d *caddyfile.Dispenser) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch d.Val() {
 		case "upstream":
-			fb.Upstreams = d.RemainingArgs()
-			if len(fb.Upstreams) == 0 {
-				return d.ArgErr()
+			if fb.secondary != nil {
+				return d.Err("resilience: only one fallback upstream is allowed")
+			}
+			if err := fb.unmarshalSecondary(d.NewFromNextSegment()); err != nil {
+				return err
 			}
 		case "stale":
 			fb.Stale = new(StaleConfig)
@@ -277,6 +307,33 @@ func (fb *FallbackConfig) unmarshal(d *caddyfile.Dispenser) error {
 			return d.Errf("resilience: unknown fallback %q", d.Val())
 		}
 	}
+	return nil
+}
+
+// unmarshalSecondary parses "upstream <addresses...> { … }" as a
+// reverse_proxy directive, whose transport it wraps in a resilient one
+// unless it is one: the secondary upstream gets breakers like the primary.
+func (fb *FallbackConfig) unmarshalSecondary(d *caddyfile.Dispenser) error {
+	rp := new(reverseproxy.Handler)
+	if err := rp.UnmarshalCaddyfile(d); err != nil {
+		return err
+	}
+	if len(rp.Upstreams) == 0 && rp.DynamicUpstreamsRaw == nil {
+		return d.Errf("resilience: fallback upstream needs at least one address")
+	}
+	var inner struct {
+		Protocol string `json:"protocol"`
+	}
+	if rp.TransportRaw != nil {
+		if err := json.Unmarshal(rp.TransportRaw, &inner); err != nil {
+			return d.Errf("resilience: fallback upstream transport: %v", err)
+		}
+	}
+	if inner.Protocol != "resilient" {
+		t := &Transport{Wrapper: proxytransport.Wrapper{TransportRaw: rp.TransportRaw}}
+		rp.TransportRaw = caddyconfig.JSONModuleObject(t, "protocol", "resilient", nil)
+	}
+	fb.secondary = rp
 	return nil
 }
 

@@ -34,10 +34,20 @@ func TestCaddyfileAdapts(t *testing.T) {
 			static 200 "{}" application/json
 		}
 		retry_after 3s
+		max_failure_body 128KiB
 	}
 	resilience upload {
 		bulkhead 100 1s
 		shed_when_degraded
+		fallback {
+			upstream https://10.0.0.9:9443 {
+				lb_policy first
+				transport signed {
+					key_id gw-1
+					secret_env GW_SECRET
+				}
+			}
+		}
 	}
 	reverse_proxy 127.0.0.1:9001 {
 		lb_policy resilient {
@@ -72,9 +82,17 @@ func TestCaddyfileAdapts(t *testing.T) {
 		`"retry":{"backoff":50000000,"budget":0.25,"budget_min_concurrency":5,"jitter":0.3,"max_attempts":4,` +
 			`"max_backoff":1000000000,"max_body":65536,"retry_after_cap":3000000000,"statuses":[503,504]}`,
 		`"fallback":{"stale":{"max_age":1800000000000,"max_body":131072,"max_entries":500,"vary":["Authorization"]},` +
-			`"static":{"body":"{}","content_type":"application/json","status":200},"upstreams":["10.0.0.9:9001"]}`,
-		`"retry_after":3000000000,"route":"read_scores","timeout":5000000000`,
-		`"bulkhead":{"max_in_flight":100,"max_wait":1000000000},"handler":"resilience","route":"upload","shed_when_degraded":true`,
+			`"static":{"body":"{}","content_type":"application/json","status":200}}`,
+		`"max_failure_body":131072,"retry":`,
+		`"retry_after":3000000000,"route":"read_scores",` +
+			`"secondary":{"handler":"reverse_proxy","transport":{"breaker":{},"protocol":"resilient"},"upstreams":[{"dial":"10.0.0.9:9001"}]},` +
+			`"timeout":5000000000`,
+		// The secondary's transport is wrapped in a resilient one; TLS, from
+		// the https:// address, reaches the innermost.
+		`"bulkhead":{"max_in_flight":100,"max_wait":1000000000},"fallback":{},"handler":"resilience","route":"upload",` +
+			`"secondary":{"handler":"reverse_proxy","load_balancing":{"selection_policy":{"policy":"first"}},` +
+			`"transport":{"breaker":{},"protocol":"resilient","transport":{"key_id":"gw-1","protocol":"signed","secret_env":"GW_SECRET",` +
+			`"transport":{"protocol":"http","tls":{}}}},"upstreams":[{"dial":"10.0.0.9:9443"}]},"shed_when_degraded":true`,
 		`"selection_policy":{"fallback":{"policy":"round_robin"},"policy":"resilient"}`,
 		`"transport":{"breaker":{"failure_ratio":0.6,"half_open_probes":4,"min_requests":10,"open_delay":7000000000,"window":20000000000},` +
 			`"degrade_when_all_open":true,"protocol":"resilient","transport":{"dial_timeout":2000000000,"protocol":"http"}}`,
@@ -107,6 +125,10 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"bad quantile", "resilience r {\n\thedge p150\n}", "p1..p99"},
 		{"unknown retry option", "resilience r {\n\tretry {\n\t\tforever\n\t}\n}", `unknown retry option "forever"`},
 		{"static needs a body", "resilience r {\n\tfallback {\n\t\tstatic 200\n\t}\n}", "wrong argument count"},
+		{"bad max_failure_body", "resilience r {\n\tmax_failure_body lots\n}", `max_failure_body "lots"`},
+		{"upstream needs an address", "resilience r {\n\tfallback {\n\t\tupstream\n\t}\n}", "needs at least one address"},
+		{"one upstream fallback", "resilience r {\n\tfallback {\n\t\tupstream a:1\n\t\tupstream b:1\n\t}\n}", "only one fallback upstream"},
+		{"upstream block is reverse_proxy's", "resilience r {\n\tfallback {\n\t\tupstream a:1 {\n\t\t\tretries 3\n\t\t}\n\t}\n}", "unrecognized subdirective retries"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -134,6 +156,7 @@ func TestValidateNamesTheBadSetting(t *testing.T) {
 		{"budget above 1", Handler{Route: "r", Retry: &RetryConfig{MaxAttempts: 2, Budget: 2}}, "retry budget 2"},
 		{"informational retry status", Handler{Route: "r", Retry: &RetryConfig{MaxAttempts: 2, Budget: 0.2, Statuses: []int{100}}}, "retry status 100"},
 		{"adaptive bounds", Handler{Route: "r", AdaptiveLimit: &AdaptiveLimitConfig{Min: 5, Max: 2, Initial: 3}}, "min <= initial <= max"},
+		{"negative max_failure_body", Handler{Route: "r", MaxFailureBody: -1}, "max_failure_body -1"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,13 +4,21 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/lexiscore/gateway/internal/caddytest"
+	"github.com/lexiscore/gateway/internal/httpsig"
+	_ "github.com/lexiscore/gateway/modules/signing"
 )
 
 func TestStaleIfError(t *testing.T) {
@@ -93,6 +101,99 @@ http://127.0.0.1:{http_port} {
 	}
 	if n := fromReplica(); n != 1 {
 		t.Errorf("gateway_fallbacks_total{kind=upstream} = %v, want 1", n)
+	}
+}
+
+// TestSecondaryUpstreamIsSigned pins that a secondary upstream which
+// verifies signatures, as the scoring backend does, is reachable: its
+// block takes the primary's signing transport. Without it, it refuses the
+// fallback's requests with 401.
+func TestSecondaryUpstreamIsSigned(t *testing.T) {
+	const secret = "0123456789abcdef0123456789abcdef"
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := httpsig.NewVerifier([]httpsig.Key{{ID: "k1", Secret: []byte(secret)}}, httpsig.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var verified atomic.Int32
+	replica := httptest.NewServer(httpsig.VerifyMiddleware(verifier, nil)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		verified.Add(1)
+		body, _ := io.ReadAll(r.Body)
+		_, _ = fmt.Fprintf(w, "verified %d bytes", len(body))
+	})))
+	t.Cleanup(replica.Close)
+
+	signed := fmt.Sprintf("transport signed {\n\t\t\tkey_id k1\n\t\t\tsecret_file %s\n\t\t}", secretFile)
+	in := start(t, fmt.Sprintf(`
+http://127.0.0.1:{http_port} {
+	route /signed/* {
+		resilience replica_signed {
+			fallback {
+				upstream %[2]s {
+					transport resilient {
+						%[3]s
+					}
+				}
+			}
+		}
+		reverse_proxy %[1]s {
+			transport resilient {
+				%[3]s
+			}
+		}
+	}
+	route /wrapped/* {
+		resilience replica_wrapped {
+			fallback {
+				upstream %[2]s {
+					%[3]s
+				}
+			}
+		}
+		reverse_proxy %[1]s
+	}
+	route /unsigned/* {
+		resilience replica_unsigned {
+			fallback {
+				upstream %[2]s
+			}
+		}
+		reverse_proxy %[1]s
+	}
+}`, caddytest.ClosedAddr(t), strings.TrimPrefix(replica.URL, "http://"), signed))
+	fromReplica := growth(t, fallbacks, map[string]string{"route": "replica_signed", "kind": "upstream"})
+
+	resp, body := send(t, http.MethodGet, in.URL("/signed/v1/scores/1"), "get", nil)
+	if resp.StatusCode != http.StatusOK || body != "verified 0 bytes" {
+		t.Fatalf("GET, primary down: %d %q, want the signed secondary's 200", resp.StatusCode, body)
+	}
+	req, _ := http.NewRequest(http.MethodPost, in.URL("/signed/v1/scores"), strings.NewReader(`{"audio_base64":"AAAA"}`))
+	post, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	postBody, _ := io.ReadAll(post.Body)
+	post.Body.Close()
+	if post.StatusCode != http.StatusOK || string(postBody) != "verified 23 bytes" {
+		t.Fatalf("POST, primary down: %d %q, want the signed secondary's 200 over the whole body", post.StatusCode, postBody)
+	}
+	if n := fromReplica(); n != 2 {
+		t.Errorf("gateway_fallbacks_total{route=replica_signed,kind=upstream} = %v, want 2", n)
+	}
+	// A signing transport named without the resilient one gets wrapped in it.
+	if resp, body := send(t, http.MethodGet, in.URL("/wrapped/v1/scores/1"), "wrapped", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("secondary with transport signed only: %d %q", resp.StatusCode, body)
+	}
+	if n := verified.Load(); n != 3 {
+		t.Fatalf("the secondary verified %d requests, want 3", n)
+	}
+
+	resp, body = send(t, http.MethodGet, in.URL("/unsigned/v1/scores/1"), "unsigned", nil)
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, `"reason":"unsigned"`) {
+		t.Fatalf("secondary without the signing transport: %d %q, want its 401 unsigned", resp.StatusCode, body)
 	}
 }
 

@@ -36,6 +36,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"github.com/failsafe-go/failsafe-go"
 	"github.com/failsafe-go/failsafe-go/adaptivelimiter"
 	"github.com/failsafe-go/failsafe-go/budget"
@@ -101,6 +102,16 @@ type Handler struct {
 	// Default: off.
 	ShedWhenDegraded bool `json:"shed_when_degraded,omitempty"`
 
+	// MaxFailureBody is the largest failure response body (5xx, retried
+	// statuses) held back, in bytes, while the handler decides whether to
+	// retry or replace the response. A failure whose body grows past it is
+	// dropped as soon as it does — the upstream's connection is closed — and
+	// counts as a failed attempt like any other: it is retried or replaced
+	// as its status says, but never passed on; if nothing else answers, the
+	// client gets 502 bad-gateway. Memory for failures is at most this much
+	// per attempt in flight. Default: 64 KiB, ample for an error document.
+	MaxFailureBody int64 `json:"max_failure_body,omitempty"`
+
 	// RetryAfter is the Retry-After sent with the gateway's own 503s when
 	// no better value is known (full bulkhead, shed route, no healthy
 	// upstream); an open breaker sends its remaining open time instead.
@@ -108,7 +119,9 @@ type Handler struct {
 	RetryAfter caddy.Duration `json:"retry_after,omitempty"`
 
 	// SecondaryRaw is the handler the upstream fallback sends requests to,
-	// built from Fallback.Upstreams.
+	// used as it is: normally a reverse_proxy whose transport is resilient
+	// (and signs, as the primary's does, when the upstream verifies
+	// signatures). Default: built from Fallback.Upstreams.
 	SecondaryRaw json.RawMessage `json:"secondary,omitempty" caddy:"namespace=http.handlers inline_key=handler"`
 
 	secondary    caddyhttp.MiddlewareHandler
@@ -198,12 +211,18 @@ type HedgeConfig struct {
 type FallbackConfig struct {
 	// Upstreams are the dial addresses of a secondary upstream (e.g. a
 	// replica in another zone), reached through its own resilient
-	// transport.
+	// transport with default settings. A shorthand for Handler.SecondaryRaw,
+	// which the Caddyfile sets instead; use that for any other transport
+	// (request signing, TLS).
 	Upstreams []string `json:"upstreams,omitempty"`
 	// Stale serves the last good response when the upstream fails.
 	Stale *StaleConfig `json:"stale,omitempty"`
 	// Static is a fixed degraded answer.
 	Static *StaticConfig `json:"static,omitempty"`
+
+	// secondary is the fallback upstream's reverse_proxy while a Caddyfile
+	// is being adapted.
+	secondary *reverseproxy.Handler
 }
 
 // StaleConfig is the stale-if-error cache of a route: the last 200 answer
@@ -277,6 +296,9 @@ func (h *Handler) setDefaults() {
 	}
 	if h.RetryAfter == 0 {
 		h.RetryAfter = caddy.Duration(2 * time.Second)
+	}
+	if h.MaxFailureBody == 0 {
+		h.MaxFailureBody = 64 << 10
 	}
 	h.rules = retryRules{statuses: map[int]bool{}, clock: h.clock, rand: rand.Float64}
 	if rc := h.Retry; rc != nil {
@@ -377,6 +399,8 @@ func (h *Handler) Validate() error {
 		return errors.New("resilience: a route name is required")
 	case h.Timeout < 0 || h.AttemptTimeout < 0:
 		return fail("timeouts must not be negative")
+	case h.MaxFailureBody < 0:
+		return fail("max_failure_body %d must not be negative", h.MaxFailureBody)
 	case h.Bulkhead != nil && h.AdaptiveLimit != nil:
 		return fail("use bulkhead or adaptive_limit, not both")
 	case h.Bulkhead != nil && h.Bulkhead.MaxInFlight == 0:
@@ -673,6 +697,11 @@ func (h *Handler) cacheKey(r *http.Request) uint64 {
 
 // delivered finishes a request whose response was committed to the client.
 func (h *Handler) delivered(x *exchange, win *attemptRun) error {
+	if win.aborted {
+		// The response began and cannot be finished: abort it as the proxy
+		// would have, so that the client sees it cut rather than complete.
+		panic(http.ErrAbortHandler)
+	}
 	if c := win.aw.capture; c != nil && win.err == nil {
 		h.state.cache.put(x.cacheKey, http.StatusOK, win.aw.header, c.Bytes())
 	}
@@ -700,8 +729,11 @@ func (h *Handler) failed(x *exchange, o *outcome, timedOut bool) error {
 		}
 		return problem.New(http.StatusGatewayTimeout, "upstream-timeout",
 			"The scoring service did not answer in time.", fmt.Errorf("route %s: %w", h.Route, cause))
+	case o.kind == kindStatus && o.run.aw.tooLarge:
+		return problem.New(http.StatusBadGateway, "bad-gateway",
+			"The scoring service answered with an error the gateway could not pass on.", fmt.Errorf("route %s: %w", h.Route, o.err))
 	case o.kind == kindStatus:
-		return o.run.rec.WriteResponse()
+		return o.run.aw.passOn()
 	case o.kind == kindOpen:
 		return unavailable(w, "circuit-open", "The scoring service is temporarily unavailable; retry after the indicated delay.",
 			o.openWait, detach(o.err))
