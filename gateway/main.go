@@ -5,6 +5,7 @@ package main
 
 import (
 	"os"
+	"strings"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
@@ -13,8 +14,20 @@ import (
 )
 
 func main() {
+	nameTheService()
 	tracesOffUnlessConfigured()
 	caddycmd.Main()
+}
+
+// nameTheService gives spans a service name when the environment gives
+// none: the OpenTelemetry default is "unknown_service:<binary>", which
+// says nothing in a tracing backend. The name matches the profiles'
+// default application name.
+func nameTheService() {
+	if os.Getenv("OTEL_SERVICE_NAME") != "" || strings.Contains(os.Getenv("OTEL_RESOURCE_ATTRIBUTES"), "service.name=") {
+		return
+	}
+	os.Setenv("OTEL_SERVICE_NAME", "lexiscore-gateway")
 }
 
 // tracesOffUnlessConfigured exports no spans until an OTLP endpoint or

@@ -15,14 +15,32 @@ import (
 )
 
 // TestTraceReachesBackend sends a request inside a client trace and finds the
-// gateway's server span and the backend's span in that trace, received over
-// real OTLP/HTTP, with the backend's span a child of a gateway span; the access
-// log line of the request carries the same trace and request IDs.
+// gateway's server span and the backend's span in that trace, received by a
+// real OTLP receiver over each protocol the OTel autoexport offers (the
+// production collector's usual one, gRPC on :4317, included), with the
+// backend's span a child of a gateway span; the access log line of the
+// request carries the same trace and request IDs.
 func TestTraceReachesBackend(t *testing.T) {
-	rcv := e2e.StartOTLPReceiver(t)
-	be := e2e.StartBackend(t, bins, rcv.Env("scoring"))
-	gw := e2e.StartGateway(t, bins, []string{be.Addr}, rcv.Env("gateway"))
+	for _, tc := range []struct {
+		protocol string
+		start    func(testing.TB) *e2e.OTLPReceiver
+	}{
+		{"http/protobuf", e2e.StartOTLPReceiver},
+		{"grpc", e2e.StartOTLPGRPCReceiver},
+	} {
+		t.Run(tc.protocol, func(t *testing.T) {
+			rcv := tc.start(t)
+			sampled := map[string]string{"OTEL_TRACES_SAMPLER": "always_on"}
+			be := e2e.StartBackend(t, bins, mergeEnv(rcv.Env("scoring"), sampled))
+			gw := e2e.StartGateway(t, bins, []string{be.Addr}, mergeEnv(rcv.Env("gateway"), sampled))
+			checkTraceReachesBackend(t, rcv, gw)
+		})
+	}
+}
 
+// checkTraceReachesBackend sends one traced request through gw and checks
+// its spans from the gateway and the backend arrived at rcv.
+func checkTraceReachesBackend(t *testing.T, rcv *e2e.OTLPReceiver, gw *e2e.Gateway) {
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
 	h := gw.Bearer(t, "u1", "free")
 	h.Set("traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
@@ -60,6 +78,9 @@ func TestTraceReachesBackend(t *testing.T) {
 	e2e.WaitFor(t, 15*time.Second, "the gateway server span", func() error {
 		for _, s := range rcv.Trace(traceID) {
 			if s.Service == "gateway" && s.ParentSpanID == "00f067aa0ba902b7" {
+				if s.Kind != tracepb.Span_SPAN_KIND_SERVER {
+					return fmt.Errorf("the client's child span %q is of kind %v, want server", s.Name, s.Kind)
+				}
 				if got := s.Attributes["http.request.header.x-request-id"]; got != "trace-test-1" {
 					return fmt.Errorf("server span request ID attribute %q", got)
 				}

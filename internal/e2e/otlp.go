@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"context"
 	"encoding/hex"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -12,6 +14,7 @@ import (
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -28,21 +31,41 @@ type Span struct {
 	StatusError  bool
 }
 
-// OTLPReceiver is a real OTLP/HTTP trace endpoint (protobuf encoding) that
-// keeps every span it is sent.
+// OTLPReceiver is a real OTLP trace endpoint, over OTLP/HTTP (protobuf
+// encoding) or OTLP/gRPC, that keeps every span it is sent.
 type OTLPReceiver struct {
-	URL   string
-	mu    sync.Mutex
-	spans []Span
+	// URL is the value for OTEL_EXPORTER_OTLP_ENDPOINT, Protocol the one for
+	// OTEL_EXPORTER_OTLP_PROTOCOL.
+	URL, Protocol string
+	mu            sync.Mutex
+	spans         []Span
 }
 
 // StartOTLPReceiver serves OTLP/HTTP until the test ends.
 func StartOTLPReceiver(t testing.TB) *OTLPReceiver {
 	t.Helper()
-	rcv := &OTLPReceiver{}
-	srv := httptest.NewServer(http.HandlerFunc(rcv.serve))
+	rcv := &OTLPReceiver{Protocol: "http/protobuf"}
+	srv := httptest.NewServer(http.HandlerFunc(rcv.serveHTTP))
 	t.Cleanup(srv.Close)
 	rcv.URL = srv.URL
+	return rcv
+}
+
+// StartOTLPGRPCReceiver serves OTLP/gRPC in plaintext until the test ends.
+// Its URL has the http scheme, which is what tells the exporter not to use
+// TLS (OTEL_EXPORTER_OTLP_INSECURE is not needed).
+func StartOTLPGRPCReceiver(t testing.TB) *OTLPReceiver {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listening for OTLP/gRPC: %v", err)
+	}
+	rcv := &OTLPReceiver{URL: "http://" + l.Addr().String(), Protocol: "grpc"}
+	srv := grpc.NewServer()
+	coltracepb.RegisterTraceServiceServer(srv, traceService{rcv: rcv})
+	served := make(chan struct{})
+	go func() { _ = srv.Serve(l); close(served) }()
+	t.Cleanup(func() { srv.Stop(); <-served })
 	return rcv
 }
 
@@ -50,14 +73,14 @@ func StartOTLPReceiver(t testing.TB) *OTLPReceiver {
 func (rcv *OTLPReceiver) Env(service string) map[string]string {
 	return map[string]string{
 		"OTEL_EXPORTER_OTLP_ENDPOINT": rcv.URL,
-		"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+		"OTEL_EXPORTER_OTLP_PROTOCOL": rcv.Protocol,
 		"OTEL_TRACES_EXPORTER":        "otlp",
 		"OTEL_BSP_SCHEDULE_DELAY":     "100",
 		"OTEL_SERVICE_NAME":           service,
 	}
 }
 
-func (rcv *OTLPReceiver) serve(w http.ResponseWriter, r *http.Request) {
+func (rcv *OTLPReceiver) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -68,6 +91,25 @@ func (rcv *OTLPReceiver) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	rcv.add(&req)
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
+	_, _ = w.Write(out)
+}
+
+// traceService is the OTLP/gRPC transport of an OTLPReceiver.
+type traceService struct {
+	coltracepb.UnimplementedTraceServiceServer
+	rcv *OTLPReceiver
+}
+
+func (s traceService) Export(_ context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
+	s.rcv.add(req)
+	return &coltracepb.ExportTraceServiceResponse{}, nil
+}
+
+// add keeps the spans of one export, whichever transport brought it.
+func (rcv *OTLPReceiver) add(req *coltracepb.ExportTraceServiceRequest) {
 	var got []Span
 	for _, rs := range req.ResourceSpans {
 		service := ""
@@ -101,9 +143,6 @@ func (rcv *OTLPReceiver) serve(w http.ResponseWriter, r *http.Request) {
 	rcv.mu.Lock()
 	rcv.spans = append(rcv.spans, got...)
 	rcv.mu.Unlock()
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
-	_, _ = w.Write(out)
 }
 
 // anyValueString renders the scalar attribute values the assertions need.
