@@ -140,6 +140,9 @@ func TestRequestIDEchoedAndForwarded(t *testing.T) {
 			if resp.StatusCode != http.StatusOK {
 				t.Fatalf("status %d", resp.StatusCode)
 			}
+			if ids := resp.Header.Values("X-Request-ID"); len(ids) != 1 {
+				t.Fatalf("the response has X-Request-ID %v, want exactly one (the backend echoes it)", ids)
+			}
 			got := resp.Header.Get("X-Request-ID")
 			if tc.kept && got != tc.sent {
 				t.Fatalf("echoed %q, want %q", got, tc.sent)

@@ -6,6 +6,7 @@ package correlation
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"regexp"
 
@@ -81,7 +82,39 @@ func (m RequestID) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 	w.Header().Set(m.Header, id)
 	caddyhttp.SetVar(r.Context(), problem.RequestIDVar, id)
 	telemetry.LogFields(r, zap.String("request_id", id))
-	return next.ServeHTTP(w, r)
+	return next.ServeHTTP(&idWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, header: m.Header, id: id}, r)
+}
+
+// idWriter keeps the response to one copy of the ID header, the gateway's:
+// reverse_proxy adds the upstream's response headers to what is already
+// set, so an upstream that echoes the ID, as most do, would add a second.
+type idWriter struct {
+	*caddyhttp.ResponseWriterWrapper
+	header, id string
+	written    bool
+}
+
+func (w *idWriter) WriteHeader(status int) {
+	if !w.written {
+		w.Header().Set(w.header, w.id)
+		w.written = status >= 200
+	}
+	w.ResponseWriterWrapper.WriteHeader(status)
+}
+
+func (w *idWriter) Write(p []byte) (int, error) {
+	if !w.written {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriterWrapper.Write(p)
+}
+
+// ReadFrom is Write's, for io.Copy.
+func (w *idWriter) ReadFrom(r io.Reader) (int64, error) {
+	if !w.written {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriterWrapper.ReadFrom(r)
 }
 
 // Resolve returns the single incoming ID when it is well-formed, else a new one.
@@ -98,4 +131,5 @@ var (
 	_ caddy.Provisioner           = (*RequestID)(nil)
 	_ caddy.Validator             = (*RequestID)(nil)
 	_ caddyhttp.MiddlewareHandler = (*RequestID)(nil)
+	_ io.ReaderFrom               = (*idWriter)(nil)
 )

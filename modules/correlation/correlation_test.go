@@ -64,6 +64,9 @@ func TestForwardedAndEchoed(t *testing.T) {
 	var upstreamSaw atomic.Value
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		upstreamSaw.Store(r.Header.Values("X-Correlation-ID"))
+		// Echoed, as most services do: the client must still get one copy.
+		w.Header().Set("X-Correlation-ID", r.Header.Get("X-Correlation-ID"))
+		_, _ = w.Write([]byte("scored"))
 	}))
 	defer upstream.Close()
 	in := caddytest.Start(t, "", `
@@ -79,6 +82,9 @@ http://127.0.0.1:{http_port} {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
+		if got := resp.Header.Values("X-Correlation-ID"); len(got) != 1 {
+			t.Fatalf("sent %q: the response has %d X-Correlation-ID fields %v, want one", sent, len(got), got)
+		}
 		echoed := resp.Header.Get("X-Correlation-ID")
 		saw, _ := upstreamSaw.Load().([]string)
 		if len(saw) != 1 || saw[0] != echoed {
