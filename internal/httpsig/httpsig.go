@@ -11,20 +11,22 @@
 //     order: "@method" "@path" "@query" "content-digest", then whichever of
 //     "x-request-id" "x-auth-user-id" "x-auth-user-tier" "x-auth-user-tenant"
 //     the request carries;
-//   - signature parameters created (Unix seconds), keyid and alg;
+//   - signature parameters created (Unix seconds), keyid, alg and nonce
+//     (at least 128 random bits, fresh for every signature);
 //   - Content-Digest carries the sha-256 of the body as sent (of the empty
 //     body when there is none), so a body cannot be added, removed or changed.
 //
 // A Verifier accepts a request only if all of the above hold, the signature
 // is no older than MaxAge (and not from further in the future than MaxSkew),
-// every identity header present is covered, and the body hashes to the
-// signed digest. There is no nonce: a captured request can be replayed
-// within MaxAge, which TLS or a private network between gateway and backend
-// has to prevent.
+// every identity header present is covered, the body hashes to the signed
+// digest, and the nonce has not been accepted before under the same key:
+// the Verifier remembers nonces for as long as their signatures could pass
+// the age check, so a captured request cannot be replayed to it.
 package httpsig
 
 import (
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -46,6 +48,9 @@ const (
 	// MinSecretLen is the shortest secret accepted, in bytes: the output
 	// size of SHA-256, as RFC 2104 recommends for HMAC keys.
 	MinSecretLen = 32
+	// maxNonceLen bounds the nonce a Verifier accepts, in bytes; the
+	// Signer's are 26.
+	maxNonceLen = 128
 )
 
 // Header names the scheme uses.
@@ -66,23 +71,29 @@ var CoveredHeaders = []string{"x-request-id", "x-auth-user-id", "x-auth-user-tie
 // Errors a Verifier returns, wrapped with detail. Each is safe to show to the
 // caller; Reason maps them to a short label.
 var (
-	ErrUnsigned      = errors.New("request is not signed")
-	ErrMalformed     = errors.New("signature fields are malformed")
-	ErrAlgorithm     = errors.New("signature algorithm is not " + Algorithm)
-	ErrUnknownKey    = errors.New("signature key id is unknown")
-	ErrExpired       = errors.New("signature is too old")
-	ErrFuture        = errors.New("signature is from the future")
-	ErrCoverage      = errors.New("signature does not cover the required components")
-	ErrBadSignature  = errors.New("signature does not match")
-	ErrDigest        = errors.New("body does not match its Content-Digest")
-	ErrBodyTooLarge  = errors.New("body is too large")
-	errSecretTooWeak = fmt.Errorf("secret is shorter than %d bytes", MinSecretLen)
+	ErrUnsigned     = errors.New("request is not signed")
+	ErrMalformed    = errors.New("signature fields are malformed")
+	ErrAlgorithm    = errors.New("signature algorithm is not " + Algorithm)
+	ErrUnknownKey   = errors.New("signature key id is unknown")
+	ErrExpired      = errors.New("signature is too old")
+	ErrFuture       = errors.New("signature is from the future")
+	ErrCoverage     = errors.New("signature does not cover the required components")
+	ErrNoNonce      = errors.New("signature has no nonce")
+	ErrBadSignature = errors.New("signature does not match")
+	ErrReplayed     = errors.New("signature has been used before")
+	ErrDigest       = errors.New("body does not match its Content-Digest")
+	ErrBodyTooLarge = errors.New("body is too large")
+	// ErrReplayCacheFull means the Verifier remembers as many nonces as it
+	// may, all still within the window: the request is refused, not
+	// accepted unremembered. It is a capacity problem, not a bad signature.
+	ErrReplayCacheFull = errors.New("too many recent signatures to remember")
+	errSecretTooWeak   = fmt.Errorf("secret is shorter than %d bytes", MinSecretLen)
 )
 
 // Reason returns a short, bounded label for a verification error, for logs
 // and metrics: "unsigned", "malformed", "algorithm", "unknown_key",
-// "expired", "future", "coverage", "bad_signature", "digest", "too_large",
-// or "error".
+// "expired", "future", "coverage", "no_nonce", "bad_signature", "replayed",
+// "replay_cache_full", "digest", "too_large", or "error".
 func Reason(err error) string {
 	for _, r := range []struct {
 		err   error
@@ -90,7 +101,8 @@ func Reason(err error) string {
 	}{
 		{ErrUnsigned, "unsigned"}, {ErrMalformed, "malformed"}, {ErrAlgorithm, "algorithm"},
 		{ErrUnknownKey, "unknown_key"}, {ErrExpired, "expired"}, {ErrFuture, "future"},
-		{ErrCoverage, "coverage"}, {ErrBadSignature, "bad_signature"}, {ErrDigest, "digest"},
+		{ErrCoverage, "coverage"}, {ErrNoNonce, "no_nonce"}, {ErrBadSignature, "bad_signature"},
+		{ErrReplayed, "replayed"}, {ErrReplayCacheFull, "replay_cache_full"}, {ErrDigest, "digest"},
 		{ErrBodyTooLarge, "too_large"},
 	} {
 		if errors.Is(err, r.err) {
@@ -126,6 +138,10 @@ func (k Key) check() error {
 type Signer struct {
 	key Key
 	now func() time.Time
+	// nonce makes the nonce of each signature: rand.Text, 26 base32
+	// characters carrying 130 random bits, which need no escaping in an
+	// sf-string. Tests fix it.
+	nonce func() string
 }
 
 // NewSigner returns a Signer for key; now is the clock (nil: time.Now).
@@ -136,7 +152,7 @@ func NewSigner(key Key, now func() time.Time) (*Signer, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Signer{key: Key{ID: key.ID, Secret: append([]byte(nil), key.Secret...)}, now: now}, nil
+	return &Signer{key: Key{ID: key.ID, Secret: append([]byte(nil), key.Secret...)}, now: now, nonce: rand.Text}, nil
 }
 
 // KeyID returns the ID of the signing key.
@@ -144,7 +160,8 @@ func (s *Signer) KeyID() string { return s.key.ID }
 
 // Sign sets Content-Digest from bodySum, the SHA-256 of the body r will
 // carry, then Signature-Input and Signature. Any such headers already on r
-// are replaced.
+// are replaced. Every call makes a new nonce, and a Verifier accepts each
+// nonce once: sign every attempt of a request anew.
 func (s *Signer) Sign(r *http.Request, bodySum [sha256.Size]byte) error {
 	r.Header.Set(HeaderContentDigest, FormatDigest(bodySum))
 	covered := make([]string, 0, len(alwaysCovered)+len(CoveredHeaders))
@@ -154,7 +171,7 @@ func (s *Signer) Sign(r *http.Request, bodySum [sha256.Size]byte) error {
 			covered = append(covered, h)
 		}
 	}
-	sigParams := serializeParams(covered, s.now().Unix(), s.key.ID)
+	sigParams := serializeParams(covered, s.now().Unix(), s.key.ID, s.nonce())
 	base, err := signatureBase(r, covered, sigParams)
 	if err != nil {
 		return err
@@ -169,8 +186,8 @@ func (s *Signer) Sign(r *http.Request, bodySum [sha256.Size]byte) error {
 // Options tune a Verifier. The zero value is usable.
 type Options struct {
 	// MaxAge is how old a signature's created time may be. Longer tolerates
-	// slower networks and clock drift; shorter narrows the replay window.
-	// Default: 30s.
+	// slower networks and clock drift, but the replay cache must remember
+	// nonces that much longer (see ReplayCacheSize). Default: 30s.
 	MaxAge time.Duration
 	// MaxSkew is how far in the future created may be, for clocks that run
 	// ahead of the verifier's. Default: 5s.
@@ -184,6 +201,16 @@ type Options struct {
 	MaxBody int64
 	// SpoolDir holds spooled bodies. Default: os.TempDir().
 	SpoolDir string
+	// ReplayCacheSize is how many nonces the Verifier remembers at most, to
+	// refuse a signature seen before. A nonce is kept until its signature's
+	// created time is more than MaxAge old, so a steady R requests a second
+	// need about R × MaxAge entries; each costs 20 to 40 bytes. When the
+	// cache is full of nonces that are all still within the window, new
+	// requests are refused with ErrReplayCacheFull (503 from
+	// VerifyMiddleware) until the oldest second ages out: forgetting a nonce
+	// early would let its request be replayed. Default:
+	// DefaultReplayCacheSize (2^20: 35,000 requests a second for 30 s).
+	ReplayCacheSize int
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 }
@@ -192,8 +219,9 @@ type Options struct {
 // rotation both the old and the new key are accepted. It is safe for
 // concurrent use.
 type Verifier struct {
-	keys map[string][]byte
-	opts Options
+	keys    map[string][]byte
+	opts    Options
+	replays *replayCache
 }
 
 // NewVerifier returns a Verifier accepting keys.
@@ -226,6 +254,10 @@ func NewVerifier(keys []Key, opts Options) (*Verifier, error) {
 	if v.opts.Now == nil {
 		v.opts.Now = time.Now
 	}
+	if v.opts.ReplayCacheSize <= 0 {
+		v.opts.ReplayCacheSize = DefaultReplayCacheSize
+	}
+	v.replays = newReplayCache(v.opts.MaxAge, v.opts.ReplayCacheSize)
 	return v, nil
 }
 
@@ -235,6 +267,8 @@ type Verified struct {
 	KeyID string
 	// Created is when the request was signed.
 	Created time.Time
+	// Nonce is the signature's nonce, now spent.
+	Nonce string
 	// Digest is the signed SHA-256 of the body, which the caller must
 	// compare with the body it reads (VerifyMiddleware does).
 	Digest [sha256.Size]byte
@@ -242,6 +276,11 @@ type Verified struct {
 
 // Verify checks the signature of r over everything but the body itself: the
 // body must then hash to Verified.Digest (see CheckBody). It reads nothing.
+//
+// A signature that verifies spends its nonce: verifying it again, within
+// MaxAge, fails with ErrReplayed. The nonce is spent before the body is
+// read, so that a replayed upload is refused without being spooled; a
+// request whose body then fails CheckBody has spent its nonce too.
 func (v *Verifier) Verify(r *http.Request) (*Verified, error) {
 	inputs, sigs := r.Header.Values(HeaderSignatureInput), r.Header.Values(HeaderSignature)
 	if len(inputs) == 0 || len(sigs) == 0 {
@@ -298,6 +337,14 @@ func (v *Verifier) Verify(r *http.Request) (*Verified, error) {
 	} else if -age > v.opts.MaxSkew {
 		return nil, fmt.Errorf("%w: created %s ahead", ErrFuture, (-age).Truncate(time.Second))
 	}
+	nonceParam, ok := sigParams.Params.Get("nonce")
+	if !ok {
+		return nil, ErrNoNonce
+	}
+	nonce, ok := nonceParam.(string)
+	if !ok || nonce == "" || len(nonce) > maxNonceLen {
+		return nil, fmt.Errorf("%w: nonce is not a string of 1 to %d characters", ErrMalformed, maxNonceLen)
+	}
 
 	covered, err := coveredComponents(sigParams)
 	if err != nil {
@@ -323,7 +370,11 @@ func (v *Verifier) Verify(r *http.Request) (*Verified, error) {
 	if !hmac.Equal(got, mac(secret, base)) {
 		return nil, ErrBadSignature
 	}
-	return &Verified{KeyID: kid, Created: created, Digest: digest}, nil
+	// Only now, so that forged signatures cannot fill the cache.
+	if err := v.replays.add(kid, nonce, createdUnix, now); err != nil {
+		return nil, err
+	}
+	return &Verified{KeyID: kid, Created: created, Nonce: nonce, Digest: digest}, nil
 }
 
 // CheckBody compares sum, the SHA-256 of the body as received, with the
@@ -401,8 +452,8 @@ var sfStringEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 // them (what httpsfv.Marshal makes of the parsed field, checked by the
 // tests), without building the structure first. Component names are fixed
 // lower-case identifiers and key IDs printable ASCII, so only '"' and '\'
-// need escaping.
-func serializeParams(covered []string, created int64, keyID string) string {
+// need escaping; nonces are base32 and need none.
+func serializeParams(covered []string, created int64, keyID, nonce string) string {
 	var b strings.Builder
 	b.WriteByte('(')
 	for i, c := range covered {
@@ -417,7 +468,9 @@ func serializeParams(covered []string, created int64, keyID string) string {
 	b.WriteString(strconv.FormatInt(created, 10))
 	b.WriteString(`;keyid="`)
 	b.WriteString(sfStringEscaper.Replace(keyID))
-	b.WriteString(`";alg="` + Algorithm + `"`)
+	b.WriteString(`";alg="` + Algorithm + `";nonce="`)
+	b.WriteString(nonce)
+	b.WriteByte('"')
 	return b.String()
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,9 @@ var (
 	keyOld = Key{ID: "gw-old", Secret: []byte(strings.Repeat("o", 32))}
 	keyNew = Key{ID: "gw-new", Secret: []byte(strings.Repeat("n", 40))}
 )
+
+// nonceParam matches the nonce parameter in Signature-Input.
+var nonceParam = regexp.MustCompile(`;nonce="[^"]*"`)
 
 // clock is a settable fake clock.
 type clock struct{ now time.Time }
@@ -183,7 +187,7 @@ func TestVerifyMiddleware(t *testing.T) {
 			r.Header.Set("X-Auth-User-ID", "admin")
 			return r
 		}},
-		{name: "created too old (replay)", req: post, now: t0.Add(31 * time.Second), want: 401, wantReason: "expired"},
+		{name: "created too old", req: post, now: t0.Add(31 * time.Second), want: 401, wantReason: "expired"},
 		{name: "created in the future", req: post, now: t0.Add(-6 * time.Second), want: 401, wantReason: "future"},
 		{name: "unknown key id", want: 401, wantReason: "unknown_key", req: func() *http.Request {
 			return signedRequest(t, Key{ID: "gw-retired", Secret: keyOld.Secret}, t0, http.MethodPost, "/v1/scores", body, ident)
@@ -204,6 +208,31 @@ func TestVerifyMiddleware(t *testing.T) {
 		{name: "other algorithm", want: 401, wantReason: "algorithm", req: func() *http.Request {
 			r := post()
 			r.Header.Set(HeaderSignatureInput, strings.Replace(r.Header.Get(HeaderSignatureInput), Algorithm, "ed25519", 1))
+			return r
+		}},
+		{name: "nonce removed", want: 401, wantReason: "no_nonce", req: func() *http.Request {
+			r := post()
+			r.Header.Set(HeaderSignatureInput, nonceParam.ReplaceAllString(r.Header.Get(HeaderSignatureInput), ""))
+			return r
+		}},
+		{name: "nonce changed", want: 401, wantReason: "bad_signature", req: func() *http.Request {
+			r := post()
+			r.Header.Set(HeaderSignatureInput, nonceParam.ReplaceAllString(r.Header.Get(HeaderSignatureInput), `;nonce="AAAAAAAAAAAAAAAAAAAAAAAAAA"`))
+			return r
+		}},
+		{name: "nonce empty", want: 401, wantReason: "malformed", req: func() *http.Request {
+			r := post()
+			r.Header.Set(HeaderSignatureInput, nonceParam.ReplaceAllString(r.Header.Get(HeaderSignatureInput), `;nonce=""`))
+			return r
+		}},
+		{name: "nonce a token, not a string", want: 401, wantReason: "malformed", req: func() *http.Request {
+			r := post()
+			r.Header.Set(HeaderSignatureInput, nonceParam.ReplaceAllString(r.Header.Get(HeaderSignatureInput), `;nonce=abc`))
+			return r
+		}},
+		{name: "nonce too long", want: 401, wantReason: "malformed", req: func() *http.Request {
+			r := post()
+			r.Header.Set(HeaderSignatureInput, nonceParam.ReplaceAllString(r.Header.Get(HeaderSignatureInput), `;nonce="`+strings.Repeat("n", 129)+`"`))
 			return r
 		}},
 		{name: "component dropped from coverage", want: 401, wantReason: "coverage", req: func() *http.Request {
@@ -262,6 +291,7 @@ func TestSignatureBase(t *testing.T) {
 	r.Header.Add("X-Auth-User-ID", " u1 ")
 	r.Header.Add("X-Auth-User-ID", "u2")
 	s, _ := NewSigner(keyOld, func() time.Time { return t0 })
+	s.nonce = func() string { return "J6MXA3ZHBW4QZ2UJ5RUXGZQJKE" }
 	if err := s.Sign(r, sha256.Sum256(nil)); err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +316,7 @@ func TestSignatureBase(t *testing.T) {
 "content-digest": sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:
 "x-request-id": req-1
 "x-auth-user-id": u1, u2
-"@signature-params": ("@method" "@path" "@query" "content-digest" "x-request-id" "x-auth-user-id");created=1700000000;keyid="gw-old";alg="hmac-sha256"`
+"@signature-params": ("@method" "@path" "@query" "content-digest" "x-request-id" "x-auth-user-id");created=1700000000;keyid="gw-old";alg="hmac-sha256";nonce="J6MXA3ZHBW4QZ2UJ5RUXGZQJKE"`
 	if string(base) != want {
 		t.Fatalf("signature base:\n%s\nwant:\n%s", base, want)
 	}

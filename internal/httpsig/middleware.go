@@ -14,7 +14,8 @@ const ProblemTypeBase = "https://github.com/lexiscore/gateway/blob/main/docs/val
 
 // VerifyMiddleware refuses, with a 401 problem+json document, any request
 // that v does not verify: unsigned, tampered with (method, path, query,
-// covered headers or body), too old, or signed with an unknown key. The body
+// covered headers or body), too old, replayed, or signed with an unknown
+// key; with a 503 and Retry-After while v's replay cache is full. The body
 // is read and hashed before next runs (held in memory up to
 // Options.MemoryLimit, spooled to a temporary file above), so next only ever
 // sees a body that matches the signature; a body over Options.MaxBody is
@@ -28,6 +29,12 @@ func VerifyMiddleware(v *Verifier, exempt func(*http.Request) bool) func(http.Ha
 				return
 			}
 			vd, err := v.Verify(r)
+			if errors.Is(err, ErrReplayCacheFull) {
+				// Nonces leave the cache as their second ages out.
+				w.Header().Set("Retry-After", "1")
+				writeProblem(w, r, http.StatusServiceUnavailable, "replay-cache-full", err)
+				return
+			}
 			if err != nil {
 				writeProblem(w, r, http.StatusUnauthorized, "signature-invalid", err)
 				return
@@ -81,7 +88,8 @@ func writeProblem(w http.ResponseWriter, r *http.Request, status int, typ string
 // never the wrapped detail (which may echo header values).
 func detailOf(err error) string {
 	for _, e := range []error{ErrUnsigned, ErrMalformed, ErrAlgorithm, ErrUnknownKey, ErrExpired,
-		ErrFuture, ErrCoverage, ErrBadSignature, ErrDigest, ErrBodyTooLarge} {
+		ErrFuture, ErrCoverage, ErrNoNonce, ErrBadSignature, ErrReplayed, ErrReplayCacheFull, ErrDigest,
+		ErrBodyTooLarge} {
 		if errors.Is(err, e) {
 			s := e.Error()
 			return strings.ToUpper(s[:1]) + s[1:] + "."

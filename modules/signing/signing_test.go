@@ -334,7 +334,7 @@ func TestGatewaySignsAndBackendVerifies(t *testing.T) {
 		t.Fatalf("gateway_signed_requests_total{key_id=\"k1\"} rose by %v, want at least %d", got, len(requests))
 	}
 
-	t.Run("a captured request replayed with changes or too late", func(t *testing.T) {
+	t.Run("a captured request replayed as is, with changes or too late", func(t *testing.T) {
 		if status, _ := send(t, "GET", in.URL("/v1/users/alice/scores?limit=5"), nil, nil); status != http.StatusOK {
 			t.Fatal(status)
 		}
@@ -351,10 +351,14 @@ func TestGatewaySignsAndBackendVerifies(t *testing.T) {
 			reason, _ := doc["reason"].(string)
 			return status, reason
 		}
-		// Within max age, an exact replay passes: the documented limit of a
-		// scheme without nonces.
-		if status, _ := replay("/v1/users/alice/scores?limit=5", nil); status != http.StatusOK {
-			t.Fatalf("exact replay within max age: %d", status)
+		// Within max age, the nonce gives an exact replay away.
+		if status, reason := replay("/v1/users/alice/scores?limit=5", nil); status != 401 || reason != "replayed" {
+			t.Fatalf("exact replay within max age: %d %s", status, reason)
+		}
+		// The gateway signs each request anew, so the same request sent
+		// again through it passes.
+		if status, _ := send(t, "GET", in.URL("/v1/users/alice/scores?limit=5"), nil, nil); status != http.StatusOK {
+			t.Fatalf("the same request through the gateway again: %d", status)
 		}
 		if status, reason := replay("/v1/users/alice/scores?limit=100", nil); status != 401 || reason != "bad_signature" {
 			t.Fatalf("changed query: %d %s", status, reason)
@@ -377,6 +381,59 @@ func TestGatewaySignsAndBackendVerifies(t *testing.T) {
 			t.Fatalf("%d %s", status, out)
 		}
 	})
+}
+
+// verifying is an inner transport standing for the backend: it verifies
+// each attempt it is given.
+type verifying struct {
+	v      *httpsig.Verifier
+	inputs []string
+}
+
+func (vt *verifying) RoundTrip(r *http.Request) (*http.Response, error) {
+	if _, err := vt.v.Verify(r); err != nil {
+		return nil, err
+	}
+	vt.inputs = append(vt.inputs, r.Header.Get(httpsig.HeaderSignatureInput))
+	return &http.Response{StatusCode: http.StatusOK, Body: http.NoBody, Header: http.Header{}, Request: r}, nil
+}
+
+// Retries, hedges and fallbacks send the same request through RoundTrip
+// again; each attempt gets a nonce of its own, so the backend's replay cache
+// accepts them all.
+func TestEveryAttemptHasItsOwnNonce(t *testing.T) {
+	t.Setenv("GW_TEST_SECRET", secret1)
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	tr := &Transport{KeyID: "k1", SecretEnv: "GW_TEST_SECRET"}
+	if err := tr.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v, err := httpsig.NewVerifier([]httpsig.Key{{ID: "k1", Secret: []byte(secret1)}}, httpsig.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner := &verifying{v: v}
+	tr.Inner = inner
+	req := httptest.NewRequest(http.MethodGet, "http://127.0.0.1:9001/v1/scores/abc", nil)
+	for attempt := 1; attempt <= 3; attempt++ {
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("attempt %d: %v", attempt, err)
+		}
+		resp.Body.Close()
+	}
+	nonces := map[string]bool{}
+	for _, in := range inner.inputs {
+		m := regexp.MustCompile(`;nonce="([^"]+)"`).FindStringSubmatch(in)
+		if m == nil {
+			t.Fatalf("no nonce in %s", in)
+		}
+		nonces[m[1]] = true
+	}
+	if len(nonces) != 3 {
+		t.Fatalf("three attempts carried %d distinct nonces: %v", len(nonces), inner.inputs)
+	}
 }
 
 // TestKeyRotationWithoutFailures follows the documented procedure while
