@@ -105,7 +105,9 @@ func (s *Store) getAll(ctx context.Context, hits []hit, timeout time.Duration) (
 			}
 			continue
 		case <-callCtx.Done():
-			err = callCtx.Err()
+			if err == nil {
+				err = callCtx.Err()
+			}
 		}
 		break
 	}
