@@ -105,6 +105,8 @@ func (a *APIKey) verify(r *http.Request) Outcome {
 
 func (a *APIKey) detail(r Result) string { return Detail(providerAPIKey, r, 0) }
 
+func (a *APIKey) credentialHeader() string { return a.Header }
+
 // watch reloads the keys file when it changes, until the config is unloaded.
 func (a *APIKey) watch(ctx caddy.Context, every time.Duration) {
 	t := time.NewTicker(every)

@@ -46,6 +46,9 @@ type KeyRecord struct {
 	// Tier and Tenant become {http.auth.user.tier} and {http.auth.user.tenant}.
 	Tier   string `json:"tier,omitempty"`
 	Tenant string `json:"tenant,omitempty"`
+	// Scopes become {http.auth.user.scopes} and X-Auth-User-Scopes, e.g.
+	// "scores:read:tenant" for a support tool of one tenant.
+	Scopes []string `json:"scopes,omitempty"`
 	// Expires, when set, is the instant from which the key is refused.
 	Expires *time.Time `json:"expires,omitempty"`
 }
@@ -157,6 +160,11 @@ func checkRecord(rec KeyRecord) (storedKey, error) {
 	if err := checkIdentity(rec.User, rec.Tier, rec.Tenant); err != nil {
 		return storedKey{}, fmt.Errorf("key %s: %w", rec.ID, err)
 	}
+	scopes, err := CheckScopes(rec.Scopes)
+	if err != nil {
+		return storedKey{}, fmt.Errorf("key %s: %w", rec.ID, err)
+	}
+	rec.Scopes = scopes
 	k := storedKey{KeyRecord: rec}
 	sum, err := hex.DecodeString(rec.Hash)
 	if err != nil || len(sum) != sha256.Size {
@@ -209,6 +217,9 @@ func (s *KeyStore) Verify(key string) Outcome {
 	}
 	if rec.Tenant != "" {
 		meta["tenant"] = rec.Tenant
+	}
+	if len(rec.Scopes) > 0 {
+		meta["scopes"] = strings.Join(rec.Scopes, " ")
 	}
 	return Outcome{Result: ResultSuccess, User: caddyauth.User{ID: rec.User, Metadata: meta}, KeyID: id}
 }

@@ -85,6 +85,24 @@ func TestAPIKeyVerify(t *testing.T) {
 	}
 }
 
+func TestAPIKeyScopes(t *testing.T) {
+	rec := KeyRecord{User: "support", Tenant: "acme", Scopes: []string{"scores:read:tenant", "scores:read:tenant"}}
+	key, err := NewAPIKey(&rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _ := json.Marshal(rec)
+	path := filepath.Join(t.TempDir(), "keys.jsonl")
+	writeKeys(t, path, string(line))
+	s, err := NewKeyStore(path, fixedClock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := s.Verify(key); out.Result != ResultSuccess || out.User.Metadata["scopes"] != "scores:read:tenant" {
+		t.Fatalf("result %q, identity %+v", out.Result, out.User)
+	}
+}
+
 func TestAPIKeyReload(t *testing.T) {
 	keep, keepLine := mintKey(t, "alice", "pro", "", nil)
 	drop, dropLine := mintKey(t, "bob", "free", "", nil)
@@ -131,6 +149,7 @@ func TestParseKeyFileErrors(t *testing.T) {
 		"no user":       `{"id":"a1","hash":"` + strings.Repeat("0", 64) + `"}`,
 		"bad id":        `{"id":"a_1","hash":"` + strings.Repeat("0", 64) + `","user":"u"}`,
 		"control char":  `{"id":"a1","hash":"` + strings.Repeat("0", 64) + `","user":"u\n"}`,
+		"bad scope":     `{"id":"a1","hash":"` + strings.Repeat("0", 64) + `","user":"u","scopes":["a b"]}`,
 		"not JSON":      `id=a1`,
 	}
 	for name, data := range cases {

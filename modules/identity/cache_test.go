@@ -115,9 +115,10 @@ func TestTokenCacheFollowsTheClock(t *testing.T) {
 			{-20 * time.Second, ResultSuccess, true},
 			{-21 * time.Second, ResultIssuedInFuture, false},
 		}},
-		{"without nbf and iat only exp bounds it", map[string]any{"iat": nil, "nbf": nil}, 30 * time.Second, time.Hour, []step{
+		{"without nbf and iat, exp and max_lifetime bound it", map[string]any{"iat": nil, "nbf": nil}, 30 * time.Second, time.Hour, []step{
 			{0, ResultSuccess, false},
-			{-24 * time.Hour, ResultSuccess, true},
+			{-23*time.Hour - 30*time.Second, ResultSuccess, true},
+			{-23*time.Hour - 30*time.Second - time.Nanosecond, ResultLifetimeTooLong, false},
 		}},
 		{"a token that becomes valid later is cached from then", map[string]any{"nbf": testNow.Add(5 * time.Minute).Unix()}, 30 * time.Second, time.Hour, []step{
 			{0, ResultNotYetValid, false},

@@ -30,6 +30,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //
 //	authenticate [<matcher>] {
 //	    allow_anonymous
+//	    forward_credentials [on|off]
 //	    realm <realm>
 //	    jwt {
 //	        secret_env <VAR>
@@ -41,6 +42,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        issuer <iss>
 //	        audience <aud>
 //	        leeway <duration>
+//	        max_lifetime <duration>
 //	        max_token_size <size>
 //	        tier_claim <claim>
 //	        tenant_claim <claim>
@@ -70,6 +72,13 @@ func (a *Authenticate) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			a.AllowAnonymous = true
+		case "forward_credentials":
+			on := "on"
+			d.Args(&on)
+			if d.NextArg() || (on != "on" && on != "off") {
+				return d.Errf("authenticate: forward_credentials takes on or off, not %q", d.Val())
+			}
+			a.ForwardCredentials = on == "on"
 		case "realm":
 			if !d.AllArgs(&a.Realm) {
 				return d.ArgErr()
@@ -131,6 +140,8 @@ func (j *JWT) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = caddyargs.Duration(d, &j.JWKSTimeout)
 		case "leeway":
 			err = caddyargs.Duration(d, &j.Leeway)
+		case "max_lifetime":
+			err = caddyargs.Duration(d, &j.MaxLifetime)
 		case "max_token_size":
 			var s string
 			if err = oneArg(d, &s); err == nil {

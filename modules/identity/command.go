@@ -19,7 +19,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "issue-token",
-		Usage: "--sub <user> [--tier <tier>] [--tenant <tenant>] [--ttl <duration>] [--secret-env <VAR>] [--iss <issuer>] [--aud <audience>] [--kid <kid>]",
+		Usage: "--sub <user> [--tier <tier>] [--tenant <tenant>] [--scope <scopes>] [--ttl <duration>] [--secret-env <VAR>] [--iss <issuer>] [--aud <audience>] [--kid <kid>]",
 		Short: "Prints an HS256 JWT signed with the secret in an environment variable",
 		Long: `
 Prints a bearer token for the gateway's jwt provider, signed with HS256 by the
@@ -30,6 +30,7 @@ production tokens come from the identity provider.`,
 			cmd.Flags().String("sub", "", "user id (sub claim); required")
 			cmd.Flags().String("tier", "", "tier claim (e.g. free, pro)")
 			cmd.Flags().String("tenant", "", "tenant claim")
+			cmd.Flags().String("scope", "", "scope claim: space-separated scopes (e.g. scores:read:tenant)")
 			cmd.Flags().Duration("ttl", time.Hour, "lifetime of the token")
 			cmd.Flags().String("secret-env", "GATEWAY_JWT_SECRET", "environment variable holding the HMAC secret")
 			cmd.Flags().String("iss", "", "iss claim")
@@ -40,7 +41,7 @@ production tokens come from the identity provider.`,
 	})
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "new-api-key",
-		Usage: "--user <user> [--tier <tier>] [--tenant <tenant>] [--expires <RFC 3339 time or duration>]",
+		Usage: "--user <user> [--tier <tier>] [--tenant <tenant>] [--scopes <scopes>] [--expires <RFC 3339 time or duration>]",
 		Short: "Mints an API key and prints it with its line for the keys file",
 		Long: `
 Prints a new API key on the first line (shown once: only its hash is kept)
@@ -50,6 +51,7 @@ file. --expires takes an RFC 3339 time or a duration from now (e.g. 720h).`,
 			cmd.Flags().String("user", "", "user the key authenticates; required")
 			cmd.Flags().String("tier", "", "tier of the user")
 			cmd.Flags().String("tenant", "", "tenant of the user")
+			cmd.Flags().String("scopes", "", "space-separated scopes of the key (e.g. scores:read:tenant)")
 			cmd.Flags().String("expires", "", "expiry: RFC 3339 time or duration from now")
 			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdNewAPIKey)
 		},
@@ -70,7 +72,9 @@ SHA-256 that the keys file stores, e.g. to check a key against a line.`,
 // TokenOptions are the claims of a token made by IssueToken.
 type TokenOptions struct {
 	Subject, Tier, Tenant, Issuer, Audience, KeyID string
-	TTL                                            time.Duration
+	// Scopes become the space-separated scope claim.
+	Scopes []string
+	TTL    time.Duration
 }
 
 // IssueToken signs an HS256 token for o with secret, valid from now.
@@ -90,7 +94,11 @@ func IssueToken(secret []byte, o TokenOptions, now time.Time) (string, error) {
 		"nbf": now.Unix(),
 		"exp": now.Add(o.TTL).Unix(),
 	}
-	for k, v := range map[string]string{"tier": o.Tier, "tenant": o.Tenant, "iss": o.Issuer, "aud": o.Audience} {
+	if _, err := CheckScopes(o.Scopes); err != nil {
+		return "", err
+	}
+	scope := strings.Join(o.Scopes, " ")
+	for k, v := range map[string]string{"tier": o.Tier, "tenant": o.Tenant, "iss": o.Issuer, "aud": o.Audience, "scope": scope} {
 		if v != "" {
 			claims[k] = v
 		}
@@ -115,6 +123,7 @@ func cmdIssueToken(fs caddycmd.Flags) (int, error) {
 		Issuer:   fs.String("iss"),
 		Audience: fs.String("aud"),
 		KeyID:    fs.String("kid"),
+		Scopes:   strings.Fields(fs.String("scope")),
 		TTL:      fs.Duration("ttl"),
 	}, time.Now())
 	if err != nil {
@@ -141,11 +150,14 @@ func parseExpiry(s string, now time.Time) (*time.Time, error) {
 }
 
 func cmdNewAPIKey(fs caddycmd.Flags) (int, error) {
-	rec := KeyRecord{User: fs.String("user"), Tier: fs.String("tier"), Tenant: fs.String("tenant")}
+	rec := KeyRecord{User: fs.String("user"), Tier: fs.String("tier"), Tenant: fs.String("tenant"), Scopes: strings.Fields(fs.String("scopes"))}
 	if rec.User == "" {
 		return caddy.ExitCodeFailedStartup, errors.New("new-api-key: --user is required")
 	}
 	if err := checkIdentity(rec.User, rec.Tier, rec.Tenant); err != nil {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("new-api-key: %w", err)
+	}
+	if _, err := CheckScopes(rec.Scopes); err != nil {
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("new-api-key: %w", err)
 	}
 	exp, err := parseExpiry(fs.String("expires"), time.Now())

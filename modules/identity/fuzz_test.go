@@ -9,7 +9,8 @@ import (
 )
 
 var allResults = []Result{ResultSuccess, ResultMissing, ResultMalformed, ResultOversized, ResultExpired, ResultNotYetValid,
-	ResultIssuedInFuture, ResultWrongIssuer, ResultWrongAudience, ResultInvalidClaims, ResultAlgNotAllowed, ResultUnknownKey, ResultBadSignature}
+	ResultIssuedInFuture, ResultWrongIssuer, ResultWrongAudience, ResultInvalidClaims, ResultAlgNotAllowed, ResultUnknownKey, ResultBadSignature,
+	ResultUnsupportedCrit, ResultLifetimeTooLong}
 
 // FuzzParseToken feeds arbitrary strings to the JWT verifier: it must never
 // panic, always answer with a known result, and accept only what the test's

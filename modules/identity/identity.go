@@ -3,7 +3,8 @@
 // (http.authentication.providers.jwt and .api_key) and as the gateway's own
 // `authenticate` handler, which drives them and gives the rest of the config
 // {http.auth.user.id}, {http.auth.user.tier} and {http.auth.user.tenant}, and
-// the upstream X-Auth-User-* headers that clients cannot forge.
+// {http.auth.user.scopes}, and the upstream X-Auth-User-* headers that
+// clients cannot forge.
 package identity
 
 import (
@@ -43,8 +44,13 @@ const (
 	HeaderUserID         = "X-Auth-User-Id"
 	HeaderUserTier       = "X-Auth-User-Tier"
 	HeaderUserTenant     = "X-Auth-User-Tenant"
+	HeaderUserScopes     = "X-Auth-User-Scopes"
 	identityHeaderPrefix = "X-Auth-"
 )
+
+// PlaceholderScopes is the placeholder key of the caller's scopes,
+// space-separated as in an OAuth scope claim: {http.auth.user.scopes}.
+const PlaceholderScopes = "http.auth.user.scopes"
 
 // ResultAnonymous counts requests without credentials let through by
 // allow_anonymous; it is not a refusal.
@@ -61,6 +67,8 @@ type provider interface {
 	caddyauth.Authenticator
 	verify(r *http.Request) Outcome
 	detail(Result) string
+	// credentialHeader names the header the credential travels in.
+	credentialHeader() string
 }
 
 type namedProvider struct {
@@ -86,6 +94,14 @@ type Authenticate struct {
 	AllowAnonymous bool `json:"allow_anonymous,omitempty"`
 	// Realm is the realm of the WWW-Authenticate challenge. Default: lexiscore.
 	Realm string `json:"realm,omitempty"`
+	// ForwardCredentials keeps the credential on the request sent upstream:
+	// the providers' headers (Authorization, X-API-Key) and the access_token
+	// and api_key query parameters. By default they are removed once the
+	// request is authenticated, because the upstream gets the identity in
+	// X-Auth-User-* headers and needs no credential: one it never receives
+	// cannot leak through its logs or be replayed by it. Turn on only for a
+	// backend that checks the credential itself. Default: false.
+	ForwardCredentials bool `json:"forward_credentials,omitempty"`
 
 	providers []namedProvider
 	logger    *zap.Logger
@@ -166,11 +182,13 @@ func (a *Authenticate) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 		a.record(r, span, wonBy, won)
 		span.End()
 		a.admit(r, won.User)
+		a.stripCredentials(r)
 		return next.ServeHTTP(w, r)
 	case lostBy == "" && a.AllowAnonymous:
 		authRequests.WithLabelValues(providerNone, string(ResultAnonymous)).Inc()
 		span.SetAttributes(attribute.String("auth.provider", providerNone), attribute.String("auth.result", string(ResultAnonymous)))
 		span.End()
+		a.stripCredentials(r)
 		return next.ServeHTTP(w, r)
 	case lostBy == "":
 		lost, lostBy = refuse(ResultMissing, "", nil), providerNone
@@ -194,7 +212,7 @@ func (a *Authenticate) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 	if lost.Err != nil {
 		cause = fmt.Errorf("%s refused the credential: %s: %w", lostBy, lost.Result, lost.Err)
 	}
-	return problem.WithExtensions(http.StatusUnauthorized, ProblemType, detail, map[string]any{"reason": string(lost.Result)}, cause)
+	return problem.WithExtensions(http.StatusUnauthorized, ProblemType, detail, map[string]any{"reason": string(ClientReason(lostBy, lost.Result))}, cause)
 }
 
 // admit publishes the identity as placeholders (as Caddy's authentication
@@ -212,6 +230,36 @@ func (a *Authenticate) admit(r *http.Request, u caddyauth.User) {
 	}
 	if v := u.Metadata["tenant"]; v != "" {
 		r.Header.Set(HeaderUserTenant, v)
+	}
+	if v := u.Metadata["scopes"]; v != "" {
+		r.Header.Set(HeaderUserScopes, v)
+	}
+}
+
+// credentialParams are the query parameters that carry credentials by
+// convention (RFC 6750 §2.3 and the common API-key one); no provider reads
+// them, but a client may still send them, and the upstream should not log them.
+var credentialParams = []string{"access_token", "api_key"}
+
+// stripCredentials removes the credentials from the request sent upstream,
+// unless ForwardCredentials.
+func (a *Authenticate) stripCredentials(r *http.Request) {
+	if a.ForwardCredentials {
+		return
+	}
+	for _, p := range a.providers {
+		r.Header.Del(p.credentialHeader())
+	}
+	q := r.URL.Query()
+	changed := false
+	for _, name := range credentialParams {
+		if q.Has(name) {
+			q.Del(name)
+			changed = true
+		}
+	}
+	if changed {
+		r.URL.RawQuery = q.Encode()
 	}
 }
 

@@ -33,8 +33,9 @@ import (
 // upstream records the headers of the last request it received.
 type upstream struct {
 	*httptest.Server
-	mu   sync.Mutex
-	last http.Header
+	mu        sync.Mutex
+	last      http.Header
+	lastQuery string
 }
 
 func newUpstream(t *testing.T) *upstream {
@@ -43,6 +44,7 @@ func newUpstream(t *testing.T) *upstream {
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.mu.Lock()
 		u.last = r.Header.Clone()
+		u.lastQuery = r.URL.RawQuery
 		u.mu.Unlock()
 		w.WriteHeader(http.StatusOK)
 	}))
@@ -54,6 +56,12 @@ func (u *upstream) received() http.Header {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return u.last
+}
+
+func (u *upstream) receivedQuery() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.lastQuery
 }
 
 func get(t *testing.T, url string, h http.Header) (*http.Response, []byte) {
@@ -131,6 +139,15 @@ http://127.0.0.1:{http_port} {
 		}
 		reverse_proxy %[1]s
 	}
+	handle /fwd/* {
+		authenticate {
+			forward_credentials {$IDENTITY_IT_FORWARD:on}
+			jwt {
+				secret_env IDENTITY_IT_SECRET
+			}
+		}
+		reverse_proxy %[1]s
+	}
 	handle /v1/* {
 		authenticate {
 			jwt {
@@ -193,6 +210,7 @@ http://127.0.0.1:{http_port} {
 		h.Set("X-Auth-User-Id", "admin")
 		h.Set("X-Auth-User-Tier", "enterprise")
 		h.Set("X-Auth-Role", "root")
+		h.Set(HeaderUserScopes, "scores:read:any")
 		resp, body := get(t, in.URL("/v1/scores"), h)
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("status %d: %s", resp.StatusCode, body)
@@ -201,11 +219,47 @@ http://127.0.0.1:{http_port} {
 		if got.Get(HeaderUserID) != "demo" || got.Get(HeaderUserTier) != "free" || got.Get(HeaderUserTenant) != "acme" {
 			t.Fatalf("upstream identity headers %v", got)
 		}
-		if len(got.Values(HeaderUserID)) != 1 || got.Get("X-Auth-Role") != "" {
+		if len(got.Values(HeaderUserID)) != 1 || got.Get("X-Auth-Role") != "" || got.Get(HeaderUserScopes) != "" {
 			t.Fatalf("forged headers reached the upstream: %v", got)
 		}
 		if got.Get("X-Seen-Tier") != "free" {
 			t.Fatalf("{http.auth.user.tier} = %q", got.Get("X-Seen-Tier"))
+		}
+	})
+
+	t.Run("credentials are not forwarded", func(t *testing.T) {
+		resp, body := get(t, in.URL("/v1/scores?limit=5&access_token=t0k&api_key=k3y"), bearer(token))
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+		if got := up.received(); got.Get("Authorization") != "" || got.Get(HeaderUserID) != "demo" {
+			t.Fatalf("upstream headers %v", got)
+		}
+		if q := up.receivedQuery(); q != "limit=5" {
+			t.Fatalf("upstream query %q, want limit=5", q)
+		}
+		resp, body = get(t, in.URL("/v1/scores"), http.Header{"X-Api-Key": {aliceKey}})
+		if resp.StatusCode != http.StatusOK || up.received().Get("X-Api-Key") != "" {
+			t.Fatalf("status %d: %s; upstream headers %v", resp.StatusCode, body, up.received())
+		}
+	})
+
+	t.Run("forward_credentials keeps them", func(t *testing.T) {
+		resp, body := get(t, in.URL("/fwd/x?access_token=t0k"), bearer(token))
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+		if got := up.received().Get("Authorization"); got != "Bearer "+token || up.receivedQuery() != "access_token=t0k" {
+			t.Fatalf("upstream Authorization %q, query %q", got, up.receivedQuery())
+		}
+	})
+
+	t.Run("an unknown key id and a wrong secret look the same", func(t *testing.T) {
+		id, _ := ParseAPIKey(aliceKey)
+		challenge := `Bearer realm="lexiscore", error="invalid_token", error_description="The API key is not valid."`
+		for _, key := range []string{APIKeyPrefix + "0000000000000000_" + strings.Repeat("A", 43), APIKeyPrefix + id + "_" + strings.Repeat("A", 43)} {
+			resp, body := get(t, in.URL("/v1/scores"), http.Header{"X-Api-Key": {key}})
+			expectRefusal(t, resp, body, ResultInvalidKey, challenge)
 		}
 	})
 
@@ -304,7 +358,7 @@ http://127.0.0.1:{http_port} {
 				t.Fatalf("audit event lacks fields: %v", e)
 			}
 		}
-		for _, want := range []string{"none/failure/missing", "jwt/failure/expired", "jwt/success/success", "api_key/success/success", "api_key/failure/unknown_key", "jwt/failure/malformed"} {
+		for _, want := range []string{"none/failure/missing", "jwt/failure/expired", "jwt/success/success", "api_key/success/success", "api_key/failure/unknown_key", "api_key/failure/bad_signature", "jwt/failure/malformed"} {
 			if !seen[want] {
 				t.Errorf("no audit event %s in %v", want, seen)
 			}

@@ -48,6 +48,13 @@ type JWT struct {
 	// Leeway is the clock skew tolerated on exp, nbf and iat; larger values
 	// keep expired tokens usable longer. Default: 30s. At most 5m.
 	Leeway caddy.Duration `json:"leeway,omitempty"`
+	// MaxLifetime is the longest a token may be valid: exp - iat, or for a
+	// token without iat, exp - now (plus Leeway). A longer-lived token is
+	// refused even when its issuer signed it, so a leaked token is useful
+	// for at most this long; longer values suit issuers of long-lived
+	// service tokens, shorter ones shrink that window. Default: 24h. From 1m
+	// to 8760h (a year).
+	MaxLifetime caddy.Duration `json:"max_lifetime,omitempty"`
 	// MaxTokenSize is the largest token in bytes; larger ones are refused
 	// before parsing. Default: 8192.
 	MaxTokenSize int `json:"max_token_size,omitempty"`
@@ -123,6 +130,9 @@ func (j *JWT) Provision(ctx caddy.Context) error {
 	if j.MaxTokenSize == 0 {
 		j.MaxTokenSize = DefaultMaxTokenBytes
 	}
+	if j.MaxLifetime == 0 {
+		j.MaxLifetime = caddy.Duration(DefaultMaxLifetime)
+	}
 	if j.TierClaim == "" {
 		j.TierClaim = "tier"
 	}
@@ -150,6 +160,7 @@ func (j *JWT) Provision(ctx caddy.Context) error {
 		Audience:      j.Audience,
 		Leeway:        time.Duration(j.Leeway),
 		MaxTokenBytes: j.MaxTokenSize,
+		MaxLifetime:   time.Duration(j.MaxLifetime),
 		TierClaim:     j.TierClaim,
 		TenantClaim:   j.TenantClaim,
 		Cache:         cache,
@@ -212,6 +223,9 @@ func (j *JWT) Validate() error {
 	if j.Leeway < 0 || time.Duration(j.Leeway) > 5*time.Minute {
 		return fmt.Errorf("jwt: leeway %s is outside 0 to 5m", time.Duration(j.Leeway))
 	}
+	if j.MaxLifetime < caddy.Duration(time.Minute) || time.Duration(j.MaxLifetime) > maxMaxLifetime {
+		return fmt.Errorf("jwt: max_lifetime %s is outside 1m to %s", time.Duration(j.MaxLifetime), maxMaxLifetime)
+	}
 	if j.MaxTokenSize < 256 || j.MaxTokenSize > 1<<20 {
 		return fmt.Errorf("jwt: max_token_size %d is outside 256 to 1048576 bytes", j.MaxTokenSize)
 	}
@@ -251,6 +265,8 @@ func (j *JWT) verify(r *http.Request) Outcome {
 }
 
 func (j *JWT) detail(r Result) string { return Detail(providerJWT, r, j.MaxTokenSize) }
+
+func (*JWT) credentialHeader() string { return "Authorization" }
 
 // bearerToken returns the token of an "Authorization: Bearer" header;
 // another scheme counts as no token, for another provider to look at.

@@ -13,20 +13,36 @@ type Result string
 
 // The results. Every value but ResultSuccess is a refusal.
 const (
-	ResultSuccess        Result = "success"
-	ResultMissing        Result = "missing"          // no credential for this provider
-	ResultMalformed      Result = "malformed"        // not a well-formed token or key
-	ResultOversized      Result = "oversized"        // bearer token larger than max_token_size
-	ResultExpired        Result = "expired"          // exp (token) or expires (key) has passed
-	ResultNotYetValid    Result = "not_yet_valid"    // nbf is in the future
-	ResultIssuedInFuture Result = "issued_in_future" // iat is in the future beyond the leeway
-	ResultWrongIssuer    Result = "wrong_issuer"
-	ResultWrongAudience  Result = "wrong_audience"
-	ResultInvalidClaims  Result = "invalid_claims"  // a required claim missing or of the wrong type
-	ResultAlgNotAllowed  Result = "alg_not_allowed" // alg none, or an alg the key was not made for
-	ResultUnknownKey     Result = "unknown_key"     // unknown kid, or unknown API key id
-	ResultBadSignature   Result = "bad_signature"   // wrong signature, or wrong API key secret
+	ResultSuccess         Result = "success"
+	ResultMissing         Result = "missing"          // no credential for this provider
+	ResultMalformed       Result = "malformed"        // not a well-formed token or key
+	ResultOversized       Result = "oversized"        // bearer token larger than max_token_size
+	ResultExpired         Result = "expired"          // exp (token) or expires (key) has passed
+	ResultNotYetValid     Result = "not_yet_valid"    // nbf is in the future
+	ResultIssuedInFuture  Result = "issued_in_future" // iat is in the future beyond the leeway
+	ResultWrongIssuer     Result = "wrong_issuer"
+	ResultWrongAudience   Result = "wrong_audience"
+	ResultInvalidClaims   Result = "invalid_claims"    // a required claim missing or of the wrong type
+	ResultAlgNotAllowed   Result = "alg_not_allowed"   // alg none, or an alg the key was not made for
+	ResultUnknownKey      Result = "unknown_key"       // unknown kid, or unknown API key id
+	ResultBadSignature    Result = "bad_signature"     // wrong signature, or wrong API key secret
+	ResultUnsupportedCrit Result = "unsupported_crit"  // the token names crit header extensions; none is implemented
+	ResultLifetimeTooLong Result = "lifetime_too_long" // exp lies further than max_lifetime past iat (or now)
 )
+
+// ResultInvalidKey is what a client is told, instead of ResultUnknownKey or
+// ResultBadSignature, when an API key is refused: telling them apart would
+// say whether a key id exists. Metrics and the audit log keep the precise
+// result.
+const ResultInvalidKey Result = "invalid_key"
+
+// ClientReason is the reason a client is told for a refusal by provider.
+func ClientReason(provider string, r Result) Result {
+	if provider == providerAPIKey && (r == ResultUnknownKey || r == ResultBadSignature) {
+		return ResultInvalidKey
+	}
+	return r
+}
 
 // Outcome is what a provider reports about one request.
 type Outcome struct {
@@ -82,6 +98,10 @@ func Detail(provider string, r Result, maxTokenBytes int) string {
 		return "The bearer token's signing algorithm is not accepted."
 	case ResultUnknownKey:
 		return "The bearer token is signed with an unknown key."
+	case ResultUnsupportedCrit:
+		return "The bearer token names critical header extensions this gateway does not support."
+	case ResultLifetimeTooLong:
+		return "The bearer token is valid for longer than this gateway accepts."
 	default:
 		return "The bearer token's signature is invalid."
 	}

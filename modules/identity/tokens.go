@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/MicahParks/keyfunc/v3"
@@ -21,10 +22,19 @@ const DefaultMaxTokenBytes = 8 << 10
 // it never holds HMAC secrets.
 var asymmetricAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 
+// DefaultMaxLifetime bounds exp - iat of the tokens accepted: a token that
+// leaks stays usable at most this long, whatever its issuer wrote.
+const DefaultMaxLifetime = 24 * time.Hour
+
+// maxMaxLifetime is the largest max_lifetime: beyond a year, a token is a
+// password.
+const maxMaxLifetime = 365 * 24 * time.Hour
+
 var (
-	errUnknownKey    = errors.New("unknown key")
-	errAlgNotAllowed = errors.New("algorithm not allowed for this key")
-	errBadClaim      = errors.New("bad identity claim")
+	errUnsupportedCrit = errors.New("critical header extensions are not supported")
+	errUnknownKey      = errors.New("unknown key")
+	errAlgNotAllowed   = errors.New("algorithm not allowed for this key")
+	errBadClaim        = errors.New("bad identity claim")
 )
 
 // safeKID is what a kid must look like to be logged: it comes from the
@@ -47,6 +57,9 @@ type VerifierConfig struct {
 	MaxTokenBytes int
 	// TierClaim and TenantClaim name the claims copied to the identity.
 	TierClaim, TenantClaim string
+	// MaxLifetime bounds exp - iat; a token without iat may not expire later
+	// than MaxLifetime (plus Leeway) from now. 0 means DefaultMaxLifetime.
+	MaxLifetime time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Cache remembers successful verifications; nil for none.
@@ -64,6 +77,9 @@ type Verifier struct {
 func NewVerifier(cfg VerifierConfig) *Verifier {
 	if cfg.MaxTokenBytes <= 0 {
 		cfg.MaxTokenBytes = DefaultMaxTokenBytes
+	}
+	if cfg.MaxLifetime <= 0 {
+		cfg.MaxLifetime = DefaultMaxLifetime
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -149,6 +165,9 @@ func (v *Verifier) verify(ctx context.Context, token string) (out Outcome, from,
 	if err != nil {
 		return refuse(v.classify(tok, err), kid, err), from, until
 	}
+	if err := v.checkLifetime(claims); err != nil {
+		return refuse(ResultLifetimeTooLong, kid, err), from, until
+	}
 	user, err := v.identity(claims)
 	if err != nil {
 		return refuse(ResultInvalidClaims, kid, err), from, until
@@ -161,8 +180,9 @@ func (v *Verifier) verify(ctx context.Context, token string) (out Outcome, from,
 	return Outcome{Result: ResultSuccess, User: user, KeyID: kid}, from, until
 }
 
-// validity is when the parser's time checks pass for claims it accepted:
-// now < exp+leeway, now >= nbf-leeway and now >= iat-leeway. The getters
+// validity is when the time checks pass for claims they accepted:
+// now < exp+leeway, now >= nbf-leeway and now >= iat-leeway (the parser's),
+// and without iat now >= exp-max_lifetime-leeway (checkLifetime's). The getters
 // are the parser's own, so the times are the ones it compared.
 func (v *Verifier) validity(claims jwt.MapClaims) (from, until time.Time) {
 	exp, err := claims.GetExpirationTime()
@@ -179,12 +199,46 @@ func (v *Verifier) validity(claims jwt.MapClaims) (from, until time.Time) {
 			from = t.Add(-v.cfg.Leeway)
 		}
 	}
+	// Without iat, checkLifetime accepts the token only from
+	// exp - MaxLifetime - Leeway on: a clock stepped back must not find it
+	// in the cache.
+	if iat == nil {
+		if start := exp.Add(-v.cfg.MaxLifetime - v.cfg.Leeway); start.After(from) {
+			from = start
+		}
+	}
 	return from, until
 }
 
+// checkLifetime refuses a token valid for longer than MaxLifetime: exp - iat,
+// or, without iat, exp - now (with the leeway for the issuer's clock). The
+// cache keeps the second bound through validity.
+func (v *Verifier) checkLifetime(claims jwt.MapClaims) error {
+	exp, err := claims.GetExpirationTime()
+	if err != nil || exp == nil {
+		return fmt.Errorf("no exp: %w", err)
+	}
+	iat, _ := claims.GetIssuedAt()
+	if iat != nil {
+		if life := exp.Sub(iat.Time); life > v.cfg.MaxLifetime {
+			return fmt.Errorf("valid for %s (exp - iat), above %s", life, v.cfg.MaxLifetime)
+		}
+		return nil
+	}
+	if left := exp.Sub(v.cfg.Now()); left > v.cfg.MaxLifetime+v.cfg.Leeway {
+		return fmt.Errorf("no iat, and valid for %s more, above %s", left.Round(time.Second), v.cfg.MaxLifetime)
+	}
+	return nil
+}
+
 // lookup is the jwt.Keyfunc: it picks the key the token names and refuses
-// an alg that key was not made for.
+// an alg that key was not made for. It also refuses any crit header (RFC
+// 7515 §4.1.11): the gateway implements no header extension, and a token
+// that says it must not be accepted without one must not be.
 func (v *Verifier) lookup(ctx context.Context, t *jwt.Token) (any, error) {
+	if _, ok := t.Header["crit"]; ok {
+		return nil, errUnsupportedCrit
+	}
 	alg := t.Method.Alg()
 	raw, hasKID := t.Header["kid"]
 	if !hasKID {
@@ -233,6 +287,8 @@ func (v *Verifier) classify(tok *jwt.Token, err error) Result {
 		return ResultMalformed
 	case errors.Is(err, errAlgNotAllowed):
 		return ResultAlgNotAllowed
+	case errors.Is(err, errUnsupportedCrit):
+		return ResultUnsupportedCrit
 	case errors.Is(err, errUnknownKey):
 		return ResultUnknownKey
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
@@ -284,7 +340,77 @@ func (v *Verifier) identity(claims jwt.MapClaims) (caddyauth.User, error) {
 	if err := checkIdentity(user.ID, user.Metadata["tier"], user.Metadata["tenant"]); err != nil {
 		return caddyauth.User{}, err
 	}
+	scopes, err := claimScopes(claims)
+	if err != nil {
+		return caddyauth.User{}, err
+	}
+	if len(scopes) > 0 {
+		user.Metadata["scopes"] = strings.Join(scopes, " ")
+	}
 	return user, nil
+}
+
+// claimScopes reads the scopes of a token: the space-separated scope claim
+// (RFC 8693 §4.2), else scp, which some issuers send as a list.
+func claimScopes(claims jwt.MapClaims) ([]string, error) {
+	raw, ok := claims["scope"]
+	if !ok {
+		raw, ok = claims["scp"]
+	}
+	if !ok {
+		return nil, nil
+	}
+	var scopes []string
+	switch v := raw.(type) {
+	case string:
+		scopes = strings.Fields(v)
+	case []any:
+		for _, s := range v {
+			str, ok := s.(string)
+			if !ok {
+				return nil, fmt.Errorf("%w: a scope is not a string", errBadClaim)
+			}
+			scopes = append(scopes, str)
+		}
+	default:
+		return nil, fmt.Errorf("%w: scope is neither a string nor a list", errBadClaim)
+	}
+	return CheckScopes(scopes)
+}
+
+// maxScopes bounds the scopes of one identity, which travel in a header.
+const maxScopes = 64
+
+// CheckScopes refuses scopes that are not RFC 6749 scope tokens, or too
+// many; it returns them without duplicates, in their order.
+func CheckScopes(scopes []string) ([]string, error) {
+	var out []string
+	for _, s := range scopes {
+		if !ValidScope(s) {
+			return nil, fmt.Errorf("%w: scope %q is not a scope token of at most %d bytes", errBadClaim, s, maxIdentityValue)
+		}
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	if len(out) > maxScopes {
+		return nil, fmt.Errorf("%w: %d scopes, at most %d", errBadClaim, len(out), maxScopes)
+	}
+	return out, nil
+}
+
+// ValidScope reports whether s is an RFC 6749 §3.3 scope-token (%x21 /
+// %x23-5B / %x5D-7E) of at most maxIdentityValue bytes.
+func ValidScope(s string) bool {
+	if s == "" || len(s) > maxIdentityValue {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x21 || c == '"' || c == '\\' || c > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // maxIdentityValue bounds user ids, tiers and tenants, which become headers.

@@ -3,6 +3,7 @@ package identity
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -92,6 +93,13 @@ func TestVerifyToken(t *testing.T) {
 		{"empty", "", ResultMissing},
 		{"wrong signature", sign(t, jwt.SigningMethodHS256, []byte("zz-0123456789abcdefghijklmnopqrstuv"), "", claims(nil)), ResultBadSignature},
 		{"RS256 by another RSA key", sign(t, jwt.SigningMethodRS256, k.rsaOther, "rsa-1", claims(nil)), ResultBadSignature},
+		{"crit header extension", critToken(t, []string{"exp"}), ResultUnsupportedCrit},
+		{"empty crit list", critToken(t, []string{}), ResultUnsupportedCrit},
+		{"valid for exactly the maximum lifetime", hs(map[string]any{"iat": testNow.Unix(), "exp": testNow.Add(DefaultMaxLifetime).Unix()}), ResultSuccess},
+		{"valid for longer than the maximum lifetime", hs(map[string]any{"exp": testNow.Add(DefaultMaxLifetime).Unix()}), ResultLifetimeTooLong},
+		{"valid for a hundred years", hs(map[string]any{"exp": testNow.AddDate(100, 0, 0).Unix()}), ResultLifetimeTooLong},
+		{"no iat, expiring within the maximum lifetime", hs(map[string]any{"iat": nil, "exp": testNow.Add(23 * time.Hour).Unix()}), ResultSuccess},
+		{"no iat, expiring beyond the maximum lifetime", hs(map[string]any{"iat": nil, "exp": testNow.Add(25 * time.Hour).Unix()}), ResultLifetimeTooLong},
 		{"expired and forged: the signature is what is reported", sign(t, jwt.SigningMethodHS256, []byte("zz-0123456789abcdefghijklmnopqrstuv"), "", claims(map[string]any{"exp": testNow.Add(-time.Hour).Unix()})), ResultBadSignature},
 	}
 	for _, tc := range cases {
@@ -109,6 +117,62 @@ func TestVerifyToken(t *testing.T) {
 			}
 		})
 	}
+}
+
+// critToken is a valid HS256 token whose header lists crit.
+func critToken(t *testing.T, crit []string) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims(map[string]any{"exp": testNow.Add(time.Hour).Unix()}))
+	tok.Header["crit"] = crit
+	s, err := tok.SignedString(testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestVerifyTokenScopes(t *testing.T) {
+	v := newTestVerifier(t)
+	cases := []struct {
+		name  string
+		edits map[string]any
+		want  string // "" and no error: no scopes
+		fails bool
+	}{
+		{"none", nil, "", false},
+		{"scope claim, space-separated", map[string]any{"scope": "openid  scores:read:tenant openid"}, "openid scores:read:tenant", false},
+		{"scp list", map[string]any{"scp": []string{"scores:read:any"}}, "scores:read:any", false},
+		{"scope wins over scp", map[string]any{"scope": "a", "scp": []string{"b"}}, "a", false},
+		{"a quote in a scope", map[string]any{"scope": `a"b`}, "", true},
+		{"a scope that is not a string", map[string]any{"scp": []any{"a", 3}}, "", true},
+		{"scope of the wrong type", map[string]any{"scope": 7}, "", true},
+		{"too many scopes", map[string]any{"scope": manyScopes(maxScopes + 1)}, "", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out := v.Verify(context.Background(), sign(t, jwt.SigningMethodHS256, testSecret, "", claims(tc.edits)))
+			if tc.fails {
+				if out.Result != ResultInvalidClaims {
+					t.Fatalf("result %q, want invalid_claims", out.Result)
+				}
+				return
+			}
+			if out.Result != ResultSuccess || out.User.Metadata["scopes"] != tc.want {
+				t.Fatalf("result %q, scopes %q; want %q (%v)", out.Result, out.User.Metadata["scopes"], tc.want, out.Err)
+			}
+			if _, set := out.User.Metadata["scopes"]; tc.want == "" && set {
+				t.Fatal("an empty scopes entry")
+			}
+		})
+	}
+}
+
+func manyScopes(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "s%d ", i)
+	}
+	return b.String()
 }
 
 func TestVerifyTokenKIDNotString(t *testing.T) {
