@@ -7,7 +7,9 @@ package alerts
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,15 +17,19 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
 
+	"github.com/lexiscore/gateway/internal/e2e"
 	"github.com/lexiscore/gateway/internal/promcheck"
 )
 
 const (
-	runbookBase   = "https://github.com/lexiscore/gateway/blob/main/alerts/runbooks/"
-	dashboardBase = "https://grafana.lexiscore.example/d/"
+	runbookBase = "https://github.com/lexiscore/gateway/blob/main/alerts/runbooks/"
+	// Prometheus' external label grafana_url names each deployment's Grafana.
+	dashboardBase = "{{ $externalLabels.grafana_url }}/d/"
 )
 
 // tool returns the path of a Prometheus tool. Without it the test is
@@ -107,6 +113,12 @@ func TestAlertmanagerRoutes(t *testing.T) {
 		{"ticket", []string{"alertname=GatewayCircuitBreakerOpen", "severity=warning", "upstream=10.0.0.1:9001"}},
 		{"ticket", []string{"alertname=GatewayAvailabilityBudgetSlowBurn", "severity=warning", "class=slo"}},
 		{"heartbeat", []string{"alertname=Watchdog", "severity=none"}},
+		{"ticket", []string{"alertname=GatewayRateLimitFailOpen", "severity=warning", "class=cause", "policy=burst"}},
+		{"pagerduty", []string{"alertname=GatewayRateLimitFailClosed", "severity=critical", "class=cause", "policy=burst"}},
+		{"ticket", []string{"alertname=GatewayRateLimitRejectionsHigh", "severity=warning", "class=cause", "policy=burst"}},
+		{"ticket", []string{"alertname=GatewayAuthFailuresHigh", "severity=warning", "class=cause", "provider=none"}},
+		{"ticket", []string{"alertname=GatewayAvailabilityBudgetSlowBurn", "severity=warning", "class=slo", "window=1d"}},
+		{"ticket", []string{"alertname=GatewayRestarting", "severity=warning", "class=cause"}},
 	}
 	for _, tc := range cases {
 		args := append([]string{"config", "routes", "test", "--config.file=alertmanager.yml", "--verify.receivers=" + tc.receiver}, tc.labels...)
@@ -307,4 +319,299 @@ func knownMetrics(t *testing.T) promcheck.Metrics {
 		t.Fatal(err)
 	}
 	return known
+}
+
+// amConfig is the part of alertmanager.yml the tests below read.
+type amConfig struct {
+	Route struct {
+		Routes []struct {
+			Matchers       []string `yaml:"matchers"`
+			GroupInterval  string   `yaml:"group_interval"`
+			RepeatInterval string   `yaml:"repeat_interval"`
+		} `yaml:"routes"`
+	} `yaml:"route"`
+	Receivers []struct {
+		Name             string `yaml:"name"`
+		PagerDutyConfigs []struct {
+			Description string `yaml:"description"`
+		} `yaml:"pagerduty_configs"`
+	} `yaml:"receivers"`
+}
+
+func loadAMConfig(t *testing.T) amConfig {
+	t.Helper()
+	b, err := os.ReadFile("alertmanager.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c amConfig
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestPagerDutyTitleIsTheAlertsSummary renders the incident title with
+// amtool for each shape of group: one alert, alerts with different
+// summaries (where CommonAnnotations is empty), and a resolved group.
+func TestPagerDutyTitleIsTheAlertsSummary(t *testing.T) {
+	var title string
+	for _, r := range loadAMConfig(t).Receivers {
+		for _, pd := range r.PagerDutyConfigs {
+			title = pd.Description
+		}
+	}
+	if title == "" {
+		t.Fatal("no pagerduty_configs description in alertmanager.yml")
+	}
+	alert := func(status, summary string) map[string]any {
+		return map[string]any{"status": status, "labels": map[string]string{"alertname": "GatewayCircuitBreakerOpen"},
+			"annotations": map[string]string{"summary": summary}}
+	}
+	cases := []struct {
+		name   string
+		status string
+		alerts []map[string]any
+		want   string
+	}{
+		{"one alert", "firing", []map[string]any{alert("firing", "Circuit breaker open for a:1")}, "[FIRING] Circuit breaker open for a:1"},
+		{"different summaries", "firing", []map[string]any{alert("firing", "Circuit breaker open for a:1"), alert("firing", "Circuit breaker open for b:1")},
+			"[FIRING] Circuit breaker open for a:1 (2 alerts)"},
+		{"one resolved of two", "firing", []map[string]any{alert("resolved", "Circuit breaker open for a:1"), alert("firing", "Circuit breaker open for b:1")},
+			"[FIRING] Circuit breaker open for b:1"},
+		{"resolved", "resolved", []map[string]any{alert("resolved", "Circuit breaker open for a:1")}, "[RESOLVED] Circuit breaker open for a:1"},
+	}
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty.tmpl")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range cases {
+		data, err := json.Marshal(map[string]any{"receiver": "pagerduty", "status": tc.status, "alerts": tc.alerts,
+			"groupLabels": map[string]string{}, "commonLabels": map[string]string{}, "commonAnnotations": map[string]string{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, "data.json")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got := strings.TrimSpace(run(t, "amtool", "template", "render", "--template.glob="+empty, "--template.text="+title, "--template.data="+path))
+		if got != tc.want {
+			t.Errorf("%s: title %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestHeartbeatEveryMinute: Alertmanager re-sends on a group_interval tick
+// only once more than repeat_interval has passed, so a repeat_interval equal
+// to the tick skips every other one (a heartbeat every 2 minutes).
+func TestHeartbeatEveryMinute(t *testing.T) {
+	for _, r := range loadAMConfig(t).Route.Routes {
+		if !slices.Contains(r.Matchers, `alertname="Watchdog"`) {
+			continue
+		}
+		group, err1 := model.ParseDuration(r.GroupInterval)
+		repeat, err2 := model.ParseDuration(r.RepeatInterval)
+		if err1 != nil || err2 != nil {
+			t.Fatalf("Watchdog route: group_interval %q, repeat_interval %q", r.GroupInterval, r.RepeatInterval)
+		}
+		if time.Duration(group) != time.Minute || repeat >= group {
+			t.Errorf("Watchdog route: group_interval %s, repeat_interval %s: want a 1m tick and a repeat_interval under it", group, repeat)
+		}
+		return
+	}
+	t.Fatal("no Watchdog route in alertmanager.yml")
+}
+
+// TestAlertmanagerInhibitions posts alerts to a real Alertmanager running
+// the shipped routing and inhibition (receivers emptied) and reads back
+// which are suppressed. Each case uses its own instance so cases cannot
+// inhibit each other.
+func TestAlertmanagerInhibitions(t *testing.T) {
+	bin := tool(t, "prometheus-alertmanager")
+	type alert struct {
+		labels     string // alertname severity class, then label=value pairs
+		suppressed bool
+	}
+	cases := []struct {
+		name   string
+		alerts []alert
+	}{
+		{"Redis down: users not limited, the store ticket is inhibited", []alert{
+			{"GatewayRateLimitFailOpen warning cause instance=gw-1 policy=burst", false},
+			{"GatewayRateLimitStoreFailing warning cause instance=gw-1 store=redis", true},
+		}},
+		{"Redis down, failing closed: the page, not the store ticket", []alert{
+			{"GatewayRateLimitFailClosed critical cause instance=gw-2 policy=score_burst", false},
+			{"GatewayRateLimitStoreFailing warning cause instance=gw-2 store=redis", true},
+		}},
+		{"store failing with no policy affected arrives", []alert{
+			{"GatewayRateLimitStoreFailing warning cause instance=gw-3 store=redis", false},
+		}},
+		{"a dead gateway's causes are inhibited", []alert{
+			{"GatewayDown critical target instance=gw-4", false},
+			{"GatewayCircuitBreakerOpen critical cause instance=gw-4 upstream=10.0.0.1:9001", true},
+			{"GatewayRateLimitFailOpen warning cause instance=gw-4 policy=burst", true},
+		}},
+		{"every upstream unhealthy inhibits the breaker page", []alert{
+			{"GatewayAllUpstreamsUnhealthy critical cause instance=gw-5", false},
+			{"GatewayCircuitBreakerOpen critical cause instance=gw-5 upstream=10.0.0.1:9001", true},
+		}},
+		{"the page silences the ticket of the same alert", []alert{
+			{"GatewayAuthFailuresHigh critical cause instance=gw-6 provider=jwt", false},
+			{"GatewayAuthFailuresHigh warning cause instance=gw-6 provider=jwt", true},
+			{"GatewayAuthFailuresHigh warning cause instance=gw-6 provider=none", false},
+		}},
+		{"a fast burn silences the slow-burn tickets of its SLO", []alert{
+			{"GatewayAvailabilityBudgetFastBurn critical slo instance=gw-7 slo=availability window=1h", false},
+			{"GatewayAvailabilityBudgetSlowBurn warning slo instance=gw-7 slo=availability window=1d", true},
+			{"GatewayLatencyBudgetSlowBurn warning slo instance=gw-7 slo=latency window=1d", false},
+		}},
+	}
+	addr := startAlertmanager(t, bin)
+	want := map[string]bool{}
+	var posted []map[string]any
+	for _, tc := range cases {
+		for _, a := range tc.alerts {
+			f := strings.Fields(a.labels)
+			labels := map[string]string{"alertname": f[0], "severity": f[1], "class": f[2], "job": "gateway"}
+			for _, kv := range f[3:] {
+				k, v, _ := strings.Cut(kv, "=")
+				labels[k] = v
+			}
+			want[toLabelSet(labels).String()] = a.suppressed
+			posted = append(posted, map[string]any{"labels": labels})
+		}
+	}
+	body, err := json.Marshal(posted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post("http://"+addr+"/api/v2/alerts", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("posting alerts: %s", resp.Status)
+	}
+	// The inhibitor learns of source alerts asynchronously: poll until
+	// every alert has the expected state, and report the last difference.
+	var diff []string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		diff = inhibitionDiff(t, addr, want)
+		if len(diff) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, d := range diff {
+		t.Error(d)
+	}
+}
+
+func toLabelSet(m map[string]string) model.LabelSet {
+	ls := model.LabelSet{}
+	for k, v := range m {
+		ls[model.LabelName(k)] = model.LabelValue(v)
+	}
+	return ls
+}
+
+func inhibitionDiff(t *testing.T, addr string, want map[string]bool) []string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/api/v2/alerts")
+	if err != nil {
+		return []string{err.Error()}
+	}
+	defer resp.Body.Close()
+	var got []struct {
+		Labels map[string]string `json:"labels"`
+		Status struct {
+			State       string   `json:"state"`
+			InhibitedBy []string `json:"inhibitedBy"`
+		} `json:"status"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+		return []string{err.Error()}
+	}
+	var diff []string
+	seen := map[string]bool{}
+	for _, a := range got {
+		key := toLabelSet(a.Labels).String()
+		seen[key] = true
+		suppressed, ok := want[key]
+		if !ok {
+			continue
+		}
+		if inhibited := len(a.Status.InhibitedBy) > 0; inhibited != suppressed {
+			diff = append(diff, fmt.Sprintf("%s: inhibited=%v (state %s), want %v", key, inhibited, a.Status.State, suppressed))
+		}
+	}
+	for key := range want {
+		if !seen[key] {
+			diff = append(diff, key+": not in Alertmanager")
+		}
+	}
+	return diff
+}
+
+// startAlertmanager runs the shipped alertmanager.yml with every receiver
+// emptied (nothing leaves the machine) until the test ends.
+func startAlertmanager(t *testing.T, bin string) (addr string) {
+	t.Helper()
+	b, err := os.ReadFile("alertmanager.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := yaml.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range cfg["receivers"].([]any) {
+		rm := r.(map[string]any)
+		for k := range rm {
+			if k != "name" {
+				delete(rm, k)
+			}
+		}
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "alertmanager.yml")
+	out, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr = e2e.FreeAddr(t)
+	cmd := exec.Command(bin, "--config.file="+path, "--storage.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr, "--cluster.listen-address=")
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("alertmanager output:\n%s", log.String())
+		}
+	})
+	e2e.WaitFor(t, 30*time.Second, "alertmanager ready", func() error {
+		resp, err := http.Get("http://" + addr + "/-/ready")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s", resp.Status)
+		}
+		return nil
+	})
+	return addr
 }
