@@ -115,6 +115,7 @@ func (j *JWT) Provision(ctx caddy.Context) error {
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("jwt: registering metrics: %w", err)
 	}
+	precreateJWKSMetrics()
 	if j.JWKSRefreshInterval == 0 {
 		j.JWKSRefreshInterval = caddy.Duration(15 * time.Minute)
 	}

@@ -37,10 +37,24 @@ func registerMetrics(reg prometheus.Registerer) error {
 	return telemetry.Register(reg, authRequests, jwksRefreshes, apiKeyReloads, tokenCacheLookups)
 }
 
+// Results of a background refresh.
+const (
+	resultSuccess = "success"
+	resultFailure = "failure"
+)
+
 // resultLabel names a background refresh outcome.
 func resultLabel(err error) string {
 	if err != nil {
-		return "failure"
+		return resultFailure
 	}
-	return "success"
+	return resultSuccess
+}
+
+// precreateJWKSMetrics makes both refresh results exist at 0, so that the
+// JWKS panel reads 0 rather than "No data" before the first refresh, or
+// when no JWKS is configured (nothing fetched is 0 fetches).
+func precreateJWKSMetrics() {
+	jwksRefreshes.WithLabelValues(resultSuccess)
+	jwksRefreshes.WithLabelValues(resultFailure)
 }

@@ -118,6 +118,33 @@ func collectors() []prometheus.Collector {
 	}
 }
 
+// precreateMetrics makes the route's counters exist at 0 from the first
+// scrape, for the features it has, so that panels and alerts read 0 instead
+// of "No data" until the first retry, fallback or rejection.
+func (h *Handler) precreateMetrics() {
+	if h.Retry != nil {
+		for _, k := range []kind{kindStatus, kindTimeout, kindTransport} {
+			retries.WithLabelValues(h.Route, k.reason())
+		}
+		retryBudgetExhausted.WithLabelValues(h.Route)
+	}
+	if h.Hedge != nil {
+		retries.WithLabelValues(h.Route, "hedge")
+	}
+	if fb := h.Fallback; fb != nil {
+		for name, on := range map[string]bool{"upstream": h.secondary != nil, "stale": fb.Stale != nil, "static": fb.Static != nil} {
+			if on {
+				fallbacks.WithLabelValues(h.Route, name)
+			}
+		}
+	}
+	for reason, on := range map[string]bool{"bulkhead": h.Bulkhead != nil, "limit": h.AdaptiveLimit != nil, "degraded": h.ShedWhenDegraded} {
+		if on {
+			concurrencyRejections.WithLabelValues(h.Route, reason)
+		}
+	}
+}
+
 // codeClasses are the values of code_class.
 var codeClasses = []string{"1xx", "2xx", "3xx", "4xx", "5xx", "error", "timeout", "canceled", "open"}
 

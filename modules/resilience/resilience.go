@@ -287,6 +287,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.secondary = mod.(caddyhttp.MiddlewareHandler)
 	}
 	h.buildExecutors()
+	h.precreateMetrics()
 	return nil
 }
 
