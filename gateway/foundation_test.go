@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -74,6 +75,65 @@ func TestHTTPRedirectsToHTTPS(t *testing.T) {
 	}
 	if resp.Header.Get("Server") != "" {
 		t.Errorf("redirect leaks Server header %q", resp.Header.Get("Server"))
+	}
+}
+
+// TestRedirectGoesToConfiguredDomainOnly: the HTTP port redirects every Host
+// to GATEWAY_DOMAIN; redirecting to the Host a client sent is an open redirect.
+func TestRedirectGoesToConfiguredDomainOnly(t *testing.T) {
+	gw := e2e.StartGateway(t, bins, []string{e2e.FreeAddr(t)}, nil)
+	for _, host := range []string{"evil.test", "evil.test:443", "localhost.evil.test"} {
+		req, _ := http.NewRequest(http.MethodGet, gw.HTTPURL+"/v1/scores?x=1", nil)
+		req.Host = host
+		resp, err := gw.Client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if loc, want := resp.Header.Get("Location"), gw.BaseURL+"/v1/scores?x=1"; resp.StatusCode != http.StatusPermanentRedirect || loc != want {
+			t.Errorf("Host %s: %d to %q, want 308 to %q", host, resp.StatusCode, loc, want)
+		}
+		if s := resp.Header.Get("Server"); s != "" {
+			t.Errorf("Host %s: Server header %q", host, s)
+		}
+	}
+}
+
+// TestUnservedHostIsMisdirected: on the TLS port (SNI localhost), a Host the
+// gateway does not serve gets a 421 problem with the security headers, not
+// Caddy's empty 200 with Server: Caddy; over HTTP/1.1 and HTTP/2 alike.
+func TestUnservedHostIsMisdirected(t *testing.T) {
+	gw := e2e.StartGateway(t, bins, []string{e2e.FreeAddr(t)}, nil)
+	h1 := *gw.Client
+	tr := gw.Client.Transport.(*http.Transport).Clone()
+	tr.ForceAttemptHTTP2 = false
+	tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	tr.TLSClientConfig = tr.TLSClientConfig.Clone()
+	tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	h1.Transport = tr
+	for _, c := range []struct {
+		name   string
+		client *http.Client
+	}{{"HTTP/2", gw.Client}, {"HTTP/1.1", &h1}} {
+		for _, host := range []string{"evil.test", "127.0.0.1", "localhost.evil.test"} {
+			req, _ := http.NewRequest(http.MethodGet, gw.BaseURL+"/healthz", nil)
+			req.Host = host
+			resp, err := c.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != http.StatusMisdirectedRequest {
+				t.Errorf("%s Host %s: status %d, want 421", c.name, host, resp.StatusCode)
+			}
+			assertSecurityHeaders(t, resp)
+			if doc := problemBody(t, resp); doc["status"] != float64(http.StatusMisdirectedRequest) {
+				t.Errorf("%s Host %s: problem %v", c.name, host, doc)
+			}
+			resp.Body.Close()
+		}
+	}
+	if got := gw.Do(t, http.MethodGet, "/healthz", nil, nil).StatusCode; got != http.StatusOK {
+		t.Errorf("the served host: /healthz %d, want 200", got)
 	}
 }
 

@@ -70,6 +70,7 @@ var genericDetails = map[int]string{
 	http.StatusUnauthorized:          "Authentication is required.",
 	http.StatusForbidden:             "Access to this resource is denied.",
 	http.StatusNotFound:              "No resource matches this path.",
+	http.StatusMisdirectedRequest:    "This server does not serve the requested host.",
 	http.StatusMethodNotAllowed:      "This method is not allowed on this resource.",
 	http.StatusRequestEntityTooLarge: "The request body is too large.",
 	http.StatusTooManyRequests:       "Too many requests.",
