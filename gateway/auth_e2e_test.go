@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -179,10 +180,15 @@ func TestAuthenticationEndToEnd(t *testing.T) {
 				t.Errorf("metrics lack %s", want)
 			}
 		}
+		// Audit lines are written in batches: wait for the five decisions
+		// counted above.
+		e2e.WaitFor(t, 5*time.Second, "audit events in the gateway's output", func() error {
+			if n := strings.Count(gw.Output(), `"logger":"http.handlers.authenticate.audit"`); n < 5 {
+				return fmt.Errorf("%d audit events, want at least 5", n)
+			}
+			return nil
+		})
 		logs := gw.Output()
-		if !strings.Contains(logs, `"logger":"http.handlers.authenticate.audit"`) {
-			t.Error("no audit events in the gateway's output")
-		}
 		for _, secretText := range []string{secret, token, expired, apiKey} {
 			if strings.Contains(logs, secretText) {
 				t.Fatal("the gateway's output contains a secret, token or key")

@@ -326,8 +326,11 @@ func TestLogsCarryIDsAndNoSecrets(t *testing.T) {
 		}
 	}
 
-	// Every access log line is in by now, and audit lines are written
-	// before the response: the whole output is final for these requests.
+	// Every access log line is in by now; once the audit lines are too,
+	// the whole output is final for these requests.
+	for _, rq := range requests {
+		logEntry(t, gw, "authentication", rq.requestID)
+	}
 	logs := gw.Output()
 	for what, secret := range map[string]string{
 		"bearer token":       token,

@@ -99,13 +99,21 @@ func checkTraceReachesBackend(t *testing.T, rcv *e2e.OTLPReceiver, gw *e2e.Gatew
 // accessLogEntry returns the gateway's access log line for requestID.
 func accessLogEntry(t *testing.T, gw *e2e.Gateway, requestID string) map[string]any {
 	t.Helper()
+	return logEntry(t, gw, "handled request", requestID)
+}
+
+// logEntry waits for the JSON log line with message msg and requestID in the
+// gateway's output: logs are written in batches, so it may take a flush
+// interval to appear.
+func logEntry(t *testing.T, gw *e2e.Gateway, msg, requestID string) map[string]any {
+	t.Helper()
 	var found map[string]any
-	e2e.WaitFor(t, 5*time.Second, "access log line", func() error {
+	e2e.WaitFor(t, 5*time.Second, msg+" log line", func() error {
 		sc := bufio.NewScanner(strings.NewReader(gw.Output()))
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
 			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) != nil || m["msg"] != "handled request" {
+			if json.Unmarshal(sc.Bytes(), &m) != nil || m["msg"] != msg {
 				continue
 			}
 			if m["request_id"] == requestID {
@@ -113,7 +121,7 @@ func accessLogEntry(t *testing.T, gw *e2e.Gateway, requestID string) map[string]
 				return nil
 			}
 		}
-		return fmt.Errorf("no access log line with request_id %s", requestID)
+		return fmt.Errorf("no %q log line with request_id %s", msg, requestID)
 	})
 	return found
 }
