@@ -10,6 +10,7 @@ import (
 	_ "github.com/lexiscore/gateway/modules/problem"
 	_ "github.com/lexiscore/gateway/modules/profiling"
 	_ "github.com/lexiscore/gateway/modules/ratelimit"
+	_ "github.com/lexiscore/gateway/modules/redact"
 	_ "github.com/lexiscore/gateway/modules/resilience"
 	_ "github.com/lexiscore/gateway/modules/signing"
 	_ "github.com/lexiscore/gateway/modules/tlsexpiry"
