@@ -227,7 +227,14 @@ func (v *Validator) Validate(ctx context.Context, r *http.Request) (res Result, 
 			}
 			replay(r, buf)
 			hasBody = len(buf) > 0
-			if hasBody && isJSON(mediaType) && !json.Valid(buf) {
+			// RFC 8259 §8.1: JSON is UTF-8. encoding/json turns invalid
+			// bytes into U+FFFD, so the schema would check another text
+			// than the one the backend receives.
+			switch {
+			case !hasBody || !isJSON(mediaType):
+			case !utf8.Valid(buf):
+				violations = append(violations, Violation{Pointer: "", Detail: "the body is not valid UTF-8"})
+			case !json.Valid(buf):
 				violations = append(violations, Violation{Pointer: "", Detail: "the body is not a single valid JSON document"})
 			}
 		}
