@@ -6,12 +6,13 @@
 //
 // Usage:
 //
-//	scoring [-addr 127.0.0.1:9001] [-admin-addr 127.0.0.1:9002] [-signing-keys keyid:secret_file,...]
+//	scoring [-addr 127.0.0.1:9001] [-admin-addr 127.0.0.1:9002] [-signing-keys keyid:secret_file,...] [-authorities host:port,...]
 //
-// The environment variables SCORING_ADDR, SCORING_ADMIN_ADDR and
-// SCORING_SIGNING_KEYS replace the defaults; flags win over both. With
-// signing keys, /v1 requests must carry the gateway's signature (see
-// internal/httpsig); health checks and the OpenAPI document never do.
+// The environment variables SCORING_ADDR, SCORING_ADMIN_ADDR,
+// SCORING_SIGNING_KEYS and SCORING_AUTHORITIES replace the defaults; flags
+// win over both. With signing keys, /v1 requests must carry the gateway's
+// signature (see internal/httpsig), made for one of the authorities;
+// health checks and the OpenAPI document never do.
 package main
 
 import (
@@ -40,6 +41,10 @@ type config struct {
 	// signingKeys lists the gateway's signing keys as keyid:secret_file
 	// pairs, several during a rotation. Empty: signatures are not checked.
 	signingKeys string
+	// authorities are the host:port values the gateway reaches this
+	// backend by, comma-separated: a signature made for another upstream
+	// is refused. Empty: the bound API address.
+	authorities string
 }
 
 func main() {
@@ -69,6 +74,7 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	fs.StringVar(&cfg.addr, "addr", envOr(getenv, "SCORING_ADDR", defaultAddr), "`address` of the scoring API (env SCORING_ADDR)")
 	fs.StringVar(&cfg.adminAddr, "admin-addr", envOr(getenv, "SCORING_ADMIN_ADDR", defaultAdminAddr), "`address` of the fault-injection admin API (env SCORING_ADMIN_ADDR)")
 	fs.StringVar(&cfg.signingKeys, "signing-keys", getenv("SCORING_SIGNING_KEYS"), "comma-separated `keyid:secret_file` pairs; /v1 requests must be signed by the gateway with one of them (env SCORING_SIGNING_KEYS; empty: unchecked)")
+	fs.StringVar(&cfg.authorities, "authorities", getenv("SCORING_AUTHORITIES"), "comma-separated `host:port` values the gateway reaches this backend by; a signature made for another upstream is refused (env SCORING_AUTHORITIES; empty: the API address, unchecked if it is unspecified such as :9001)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, fmt.Errorf("parse flags: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,21 +48,16 @@ func newServer(cfg config, logger *slog.Logger) (*server, error) {
 		stats:    newStats(),
 		requests: newRequestLog(requestLogSize),
 	}
-	if cfg.signingKeys == "" {
-		logger.Warn("no signing keys: /v1 requests are not checked for the gateway's signature")
-	} else {
-		keys, err := httpsig.ParseKeyFiles(cfg.signingKeys)
-		if err != nil {
-			return nil, fmt.Errorf("signing keys: %w", err)
-		}
-		if s.verifier, err = httpsig.NewVerifier(keys, httpsig.Options{}); err != nil {
-			return nil, fmt.Errorf("signing keys: %w", err)
-		}
-	}
-	api, err := newAPIServer(cfg.addr, s.apiHandler(), logger)
+	// Bound first: the default authority is the bound address.
+	api, err := newAPIServer(cfg.addr, nil, logger)
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
+	if s.verifier, err = newVerifier(cfg, api.addr, logger); err != nil {
+		_ = api.shutdown(context.Background())
+		return nil, err
+	}
+	api.handler = s.apiHandler()
 	adminLn, err := net.Listen("tcp", cfg.adminAddr)
 	if err != nil {
 		_ = api.shutdown(context.Background())
@@ -70,6 +66,33 @@ func newServer(cfg config, logger *slog.Logger) (*server, error) {
 	s.api, s.adminLn = api, adminLn
 	s.admin = newHTTPServer(s.adminHandler(), logger)
 	return s, nil
+}
+
+// newVerifier returns the verifier of the gateway's signatures, or nil when
+// no signing keys are configured. apiAddr is the bound API address, the
+// authority when cfg names none.
+func newVerifier(cfg config, apiAddr string, logger *slog.Logger) (*httpsig.Verifier, error) {
+	if cfg.signingKeys == "" {
+		logger.Warn("no signing keys: /v1 requests are not checked for the gateway's signature")
+		return nil, nil
+	}
+	keys, err := httpsig.ParseKeyFiles(cfg.signingKeys)
+	if err != nil {
+		return nil, fmt.Errorf("signing keys: %w", err)
+	}
+	var authorities []string
+	if cfg.authorities != "" {
+		authorities = strings.Split(cfg.authorities, ",")
+	} else if host, _, _ := net.SplitHostPort(apiAddr); net.ParseIP(host).IsUnspecified() {
+		logger.Warn("listening on every address and no -authorities: signatures are not checked against the upstream they were made for", "api", apiAddr)
+	} else {
+		authorities = []string{apiAddr}
+	}
+	v, err := httpsig.NewVerifier(keys, httpsig.Options{Authorities: authorities})
+	if err != nil {
+		return nil, fmt.Errorf("signing keys: %w", err)
+	}
+	return v, nil
 }
 
 // apiAddr is the bound address of the public API.

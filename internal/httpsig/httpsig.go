@@ -8,13 +8,18 @@
 //   - algorithm hmac-sha256 with a shared secret of at least MinSecretLen
 //     bytes, named by a key ID so that keys rotate (a Verifier holds several);
 //   - one signature, labelled Label, whose covered components are, in this
-//     order: "@method" "@path" "@query" "content-digest", then whichever of
+//     order: "@method" "@authority" "@path" "@query" "content-digest", then whichever of
 //     "x-request-id" "x-auth-user-id" "x-auth-user-tier" "x-auth-user-tenant"
 //     the request carries;
 //   - signature parameters created (Unix seconds), keyid, alg and nonce
 //     (at least 128 random bits, fresh for every signature);
 //   - Content-Digest carries the sha-256 of the body as sent (of the empty
 //     body when there is none), so a body cannot be added, removed or changed.
+//
+// "@authority" is the Host the request is sent to, which the gateway sets to
+// the upstream's address: a Verifier given its own Authorities refuses a
+// request signed for another upstream, so a request captured on one backend
+// cannot be replayed to another (each remembers only its own nonces).
 //
 // A Verifier accepts a request only if all of the above hold, the signature
 // is no older than MaxAge (and not from further in the future than MaxSkew),
@@ -61,7 +66,7 @@ const (
 )
 
 // alwaysCovered are covered by every signature, in this order.
-var alwaysCovered = []string{"@method", "@path", "@query", "content-digest"}
+var alwaysCovered = []string{"@method", "@authority", "@path", "@query", "content-digest"}
 
 // CoveredHeaders are covered whenever the request carries them, in this
 // order; a verified request carrying one that the signature does not cover
@@ -78,6 +83,7 @@ var (
 	ErrExpired      = errors.New("signature is too old")
 	ErrFuture       = errors.New("signature is from the future")
 	ErrCoverage     = errors.New("signature does not cover the required components")
+	ErrAuthority    = errors.New("signature was made for another authority")
 	ErrNoNonce      = errors.New("signature has no nonce")
 	ErrBadSignature = errors.New("signature does not match")
 	ErrReplayed     = errors.New("signature has been used before")
@@ -92,7 +98,7 @@ var (
 
 // Reason returns a short, bounded label for a verification error, for logs
 // and metrics: "unsigned", "malformed", "algorithm", "unknown_key",
-// "expired", "future", "coverage", "no_nonce", "bad_signature", "replayed",
+// "expired", "future", "coverage", "authority", "no_nonce", "bad_signature", "replayed",
 // "replay_cache_full", "digest", "too_large", or "error".
 func Reason(err error) string {
 	for _, r := range []struct {
@@ -101,7 +107,7 @@ func Reason(err error) string {
 	}{
 		{ErrUnsigned, "unsigned"}, {ErrMalformed, "malformed"}, {ErrAlgorithm, "algorithm"},
 		{ErrUnknownKey, "unknown_key"}, {ErrExpired, "expired"}, {ErrFuture, "future"},
-		{ErrCoverage, "coverage"}, {ErrNoNonce, "no_nonce"}, {ErrBadSignature, "bad_signature"},
+		{ErrCoverage, "coverage"}, {ErrAuthority, "authority"}, {ErrNoNonce, "no_nonce"}, {ErrBadSignature, "bad_signature"},
 		{ErrReplayed, "replayed"}, {ErrReplayCacheFull, "replay_cache_full"}, {ErrDigest, "digest"},
 		{ErrBodyTooLarge, "too_large"},
 	} {
@@ -213,15 +219,21 @@ type Options struct {
 	ReplayCacheSize int
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
+	// Authorities are the host[:port] values this verifier answers to: a
+	// request whose (signed) Host is not one of them is refused with
+	// ErrAuthority, so that a signature made for one upstream is refused
+	// by every other. Compared without regard to case. Empty: any.
+	Authorities []string
 }
 
 // Verifier checks signatures made with any of its keys, so that during a
 // rotation both the old and the new key are accepted. It is safe for
 // concurrent use.
 type Verifier struct {
-	keys    map[string][]byte
-	opts    Options
-	replays *replayCache
+	keys        map[string][]byte
+	opts        Options
+	authorities map[string]bool
+	replays     *replayCache
 }
 
 // NewVerifier returns a Verifier accepting keys.
@@ -253,6 +265,12 @@ func NewVerifier(keys []Key, opts Options) (*Verifier, error) {
 	}
 	if v.opts.Now == nil {
 		v.opts.Now = time.Now
+	}
+	if len(opts.Authorities) > 0 {
+		v.authorities = make(map[string]bool, len(opts.Authorities))
+		for _, a := range opts.Authorities {
+			v.authorities[strings.ToLower(a)] = true
+		}
 	}
 	if v.opts.ReplayCacheSize <= 0 {
 		v.opts.ReplayCacheSize = DefaultReplayCacheSize
@@ -352,6 +370,9 @@ func (v *Verifier) Verify(r *http.Request) (*Verified, error) {
 	}
 	if err := checkCoverage(r, covered); err != nil {
 		return nil, err
+	}
+	if a := authority(r); v.authorities != nil && !v.authorities[a] {
+		return nil, fmt.Errorf("%w: %q", ErrAuthority, a)
 	}
 	digest, err := ParseDigest(r.Header.Values(HeaderContentDigest))
 	if err != nil {
@@ -479,6 +500,8 @@ func componentValue(r *http.Request, name string) (string, error) {
 	switch name {
 	case "@method":
 		return r.Method, nil
+	case "@authority":
+		return authority(r), nil
 	case "@path":
 		if p := r.URL.EscapedPath(); p != "" {
 			return p, nil
@@ -500,6 +523,15 @@ func componentValue(r *http.Request, name string) (string, error) {
 		trimmed[i] = strings.Trim(v, " \t")
 	}
 	return strings.Join(trimmed, ", "), nil
+}
+
+// authority is the RFC 9421 §2.2.3 @authority of r: its Host (the URL's
+// when unset, as on a client request), lower-cased.
+func authority(r *http.Request) string {
+	if r.Host != "" {
+		return strings.ToLower(r.Host)
+	}
+	return strings.ToLower(r.URL.Host)
 }
 
 func mac(secret, base []byte) []byte {

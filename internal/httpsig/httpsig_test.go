@@ -285,6 +285,41 @@ func TestVerifyMiddleware(t *testing.T) {
 	}
 }
 
+// TestSignatureBoundToAuthority: a request signed for one upstream (its
+// Host) is refused by a verifier that answers to another, whether the Host
+// is kept (authority) or changed to the other's (bad signature); the nonce
+// cache of each verifier alone would accept it once.
+func TestSignatureBoundToAuthority(t *testing.T) {
+	sign := func() *http.Request {
+		r := signedRequest(t, keyOld, t0, http.MethodGet, "/v1/scores/abc", "", nil)
+		if r.Host != "example.com" {
+			t.Fatalf("Host %q", r.Host)
+		}
+		return r
+	}
+	verifier := func(authorities ...string) *Verifier {
+		v, err := NewVerifier([]Key{keyOld}, Options{Now: func() time.Time { return t0 }, Authorities: authorities})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if _, err := verifier("Example.COM", "other:1").Verify(sign()); err != nil {
+		t.Fatalf("the upstream it was signed for: %v", err)
+	}
+	if _, err := verifier().Verify(sign()); err != nil {
+		t.Fatalf("a verifier without authorities: %v", err)
+	}
+	if _, err := verifier("backend-b:9001").Verify(sign()); !errors.Is(err, ErrAuthority) || Reason(err) != "authority" {
+		t.Fatalf("another upstream, Host kept: %v, want %v", err, ErrAuthority)
+	}
+	moved := sign()
+	moved.Host = "backend-b:9001"
+	if _, err := verifier("backend-b:9001").Verify(moved); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("another upstream, Host changed: %v, want %v", err, ErrBadSignature)
+	}
+}
+
 func TestSignatureBase(t *testing.T) {
 	r := httptest.NewRequest(http.MethodPost, "/v1/users/a%20b/scores?limit=5&x=%2F", nil)
 	r.Header.Set("X-Request-ID", "req-1")
@@ -311,12 +346,13 @@ func TestSignatureBase(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `"@method": POST
+"@authority": example.com
 "@path": /v1/users/a%20b/scores
 "@query": ?limit=5&x=%2F
 "content-digest": sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:
 "x-request-id": req-1
 "x-auth-user-id": u1, u2
-"@signature-params": ("@method" "@path" "@query" "content-digest" "x-request-id" "x-auth-user-id");created=1700000000;keyid="gw-old";alg="hmac-sha256";nonce="J6MXA3ZHBW4QZ2UJ5RUXGZQJKE"`
+"@signature-params": ("@method" "@authority" "@path" "@query" "content-digest" "x-request-id" "x-auth-user-id");created=1700000000;keyid="gw-old";alg="hmac-sha256";nonce="J6MXA3ZHBW4QZ2UJ5RUXGZQJKE"`
 	if string(base) != want {
 		t.Fatalf("signature base:\n%s\nwant:\n%s", base, want)
 	}

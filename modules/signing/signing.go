@@ -168,6 +168,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			out.GetBody = func() (io.ReadCloser, error) { return body.Reader(), nil }
 		}
 	}
+	// The signature covers @authority: sent with the upstream's address as
+	// its Host, a request signed for one upstream is refused by the others
+	// (the client's Host is in X-Forwarded-Host).
+	out.Host = out.URL.Host
 	if err := t.signer.Sign(out, sum); err != nil {
 		failures.WithLabelValues("sign").Inc()
 		if out.Body != nil {
