@@ -13,6 +13,7 @@ import (
 	_ "github.com/lexiscore/gateway/modules/redact"
 	_ "github.com/lexiscore/gateway/modules/resilience"
 	_ "github.com/lexiscore/gateway/modules/signing"
+	_ "github.com/lexiscore/gateway/modules/slowclient"
 	_ "github.com/lexiscore/gateway/modules/tlsexpiry"
 	_ "github.com/lexiscore/gateway/modules/validation"
 )

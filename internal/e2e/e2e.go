@@ -128,6 +128,21 @@ func (p *Process) Stop() {
 	}
 }
 
+// Signal sends sig to the process (not its group), as an orchestrator does.
+func (p *Process) Signal(sig syscall.Signal) error {
+	return p.cmd.Process.Signal(sig)
+}
+
+// WaitExit waits up to timeout for the process to end and reports whether it did.
+func (p *Process) WaitExit(timeout time.Duration) bool {
+	select {
+	case <-p.done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
 // Exited reports whether the process has ended.
 func (p *Process) Exited() bool {
 	select {
@@ -207,8 +222,9 @@ type Gateway struct {
 	// Env is the environment the gateway was started with.
 	Env map[string]string
 	// Client trusts the gateway's local CA and does not follow redirects.
-	Client  *http.Client
-	dataDir string
+	Client    *http.Client
+	dataDir   string
+	caddyfile string
 }
 
 // StartGateway runs the gateway with the repository's Caddyfile on free
@@ -239,6 +255,8 @@ func StartGatewayConfig(t testing.TB, b Binaries, caddyfile string, upstreams []
 		"GATEWAY_HEALTH_INTERVAL":   "200ms",
 		"XDG_DATA_HOME":             filepath.Join(dir, "data"),
 		"XDG_CONFIG_HOME":           filepath.Join(dir, "config"),
+		// No load balancer watches a test's /readyz: stop at once.
+		"GATEWAY_SHUTDOWN_DELAY": "0s",
 	}
 	for k, v := range env {
 		full[k] = v
@@ -250,6 +268,7 @@ func StartGatewayConfig(t testing.TB, b Binaries, caddyfile string, upstreams []
 		AdminURL:   "http://" + full["GATEWAY_ADMIN_ADDR"],
 		Env:        full,
 		dataDir:    full["XDG_DATA_HOME"],
+		caddyfile:  caddyfile,
 	}
 	g.Process = start(t, "gateway", b.Gateway, full, "run", "--config", caddyfile, "--adapter", "caddyfile")
 	WaitFor(t, 30*time.Second, "the gateway's local CA", func() error {
@@ -320,6 +339,29 @@ func (g *Gateway) Do(t testing.TB, method, path string, body io.Reader, header h
 	}
 	t.Cleanup(func() { resp.Body.Close() })
 	return resp
+}
+
+// Reload makes the gateway load the Caddyfile it runs again through the
+// admin API, as `gateway reload --force` does: a new config replaces the
+// old one even though nothing changed.
+func (g *Gateway) Reload(t testing.TB) {
+	t.Helper()
+	caddyfile, err := os.ReadFile(g.caddyfile)
+	if err != nil {
+		t.Fatalf("reading the Caddyfile: %v", err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, g.AdminURL+"/load", bytes.NewReader(caddyfile))
+	req.Header.Set("Content-Type", "text/caddyfile")
+	req.Header.Set("Cache-Control", "must-revalidate")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("reloading: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(resp.Body)
+		t.Fatalf("reloading: %s: %s", resp.Status, msg)
+	}
 }
 
 // Metrics returns the text of one scrape of the gateway's /metrics.
