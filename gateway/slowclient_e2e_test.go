@@ -74,7 +74,11 @@ func slowConn(addr string, tlsConf *tls.Config, header, payload string) (kept ti
 // normal client keeps getting its answers and uploads are untouched.
 func TestSlowClientsAreDropped(t *testing.T) {
 	be := e2e.StartBackend(t, bins, nil)
-	gw := e2e.StartGateway(t, bins, []string{be.Addr}, resilienceEnv(nil))
+	// The Caddyfile's defaults, which the harness relaxes for other tests.
+	gw := e2e.StartGateway(t, bins, []string{be.Addr}, resilienceEnv(map[string]string{
+		"GATEWAY_READ_HEADER_TIMEOUT": "5s",
+		"GATEWAY_READ_BODY_GRACE":     "5s",
+	}))
 	auth := gw.Bearer(t, "patient", "free")
 	tlsConf := gw.Client.Transport.(*http.Transport).TLSClientConfig.Clone()
 	tlsConf.ServerName = "localhost"

@@ -257,6 +257,10 @@ func StartGatewayConfig(t testing.TB, b Binaries, caddyfile string, upstreams []
 		"XDG_CONFIG_HOME":           filepath.Join(dir, "config"),
 		// No load balancer watches a test's /readyz: stop at once.
 		"GATEWAY_SHUTDOWN_DELAY": "0s",
+		// A loaded test machine can take seconds for a TLS handshake or to
+		// start reading a body; the tests of these bounds set the shipped ones.
+		"GATEWAY_READ_HEADER_TIMEOUT": "30s",
+		"GATEWAY_READ_BODY_GRACE":     "30s",
 	}
 	for k, v := range env {
 		full[k] = v
