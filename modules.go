@@ -4,6 +4,7 @@
 package gateway
 
 import (
+	_ "github.com/lexiscore/gateway/modules/authorization"
 	_ "github.com/lexiscore/gateway/modules/correlation"
 	_ "github.com/lexiscore/gateway/modules/identity"
 	_ "github.com/lexiscore/gateway/modules/logbuffer"

@@ -109,7 +109,7 @@ func alertingTraffic(t *testing.T, gw *e2e.Gateway, auth http.Header) {
 				return
 			case <-tick.C:
 			}
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, gw.BaseURL+"/v1/users/u1/scores", nil)
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, gw.BaseURL+"/v1/users/alerting-e2e/scores", nil)
 			req.Header = auth.Clone()
 			if resp, err := gw.Client.Do(req); err == nil {
 				_, _ = io.Copy(io.Discard, resp.Body)

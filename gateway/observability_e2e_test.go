@@ -82,8 +82,10 @@ func TestMetricsAfterRepresentativeTraffic(t *testing.T) {
 	if !denied {
 		t.Fatal("30 reads in a row were never refused with 429 at a burst of 3/s")
 	}
-	// The copy the stale fallback serves later.
-	staleReader := gw.Bearer(t, "stale-reader", "free")
+	// The copy the stale fallback serves later. The readers of the writer's
+	// score are support staff: users of their own, each with its own rate
+	// limit, allowed to read any score.
+	staleReader := gw.BearerWith(t, identity.TokenOptions{Subject: "stale-reader", Tier: "free", Scopes: []string{"scores:read:any"}})
 	if r := call(gw.Client, http.MethodGet, gw.BaseURL+"/v1/scores/"+id, "", staleReader); r.status != http.StatusOK {
 		t.Fatalf("warming the cache: %d %s", r.status, r.body)
 	}
@@ -100,7 +102,7 @@ func TestMetricsAfterRepresentativeTraffic(t *testing.T) {
 	const reads = 30
 	for i := range reads {
 		user := fmt.Sprint("reader-", i)
-		r := call(gw.Client, http.MethodGet, gw.BaseURL+"/v1/scores/"+id, "", gw.Bearer(t, user, "free"))
+		r := call(gw.Client, http.MethodGet, gw.BaseURL+"/v1/scores/"+id, "", gw.BearerWith(t, identity.TokenOptions{Subject: user, Tier: "free", Scopes: []string{"scores:read:any"}}))
 		if r.status != http.StatusOK && r.status != http.StatusServiceUnavailable {
 			t.Fatalf("read %d at 50%% backend errors: %d %s", i, r.status, r.body)
 		}

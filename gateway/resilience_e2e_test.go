@@ -408,7 +408,7 @@ func TestResilienceOneOfTwoUpstreamsFailing(t *testing.T) {
 				}
 				r = call(gw.Client, method, gw.BaseURL+"/v1/scores", scoreBody, header)
 			} else {
-				r = call(gw.Client, method, gw.BaseURL+fmt.Sprintf("/v1/users/u%d/scores", i), "", auth)
+				r = call(gw.Client, method, gw.BaseURL+fmt.Sprintf("/v1/users/two/scores?limit=%d", i+1), "", auth)
 			}
 			if r.err != nil || r.status != want {
 				t.Fatalf("%s %d: %d %s %v", method, i, r.status, r.body, r.err)

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -12,11 +13,19 @@ import (
 )
 
 const (
-	// userIDHeader names the authenticated user; the gateway sets it.
+	// userIDHeader names the authenticated user, tenantHeader their tenant
+	// and scopesHeader their space-separated scopes; the gateway sets and
+	// signs them.
 	userIDHeader  = "X-Auth-User-ID"
+	tenantHeader  = "X-Auth-User-Tenant"
+	scopesHeader  = "X-Auth-User-Scopes"
 	anonymousUser = "anonymous"
-	defaultLimit  = 20
-	maxLimit      = 100
+	// scopeReadTenant lets a caller read the scores of their tenant's
+	// users, scopeReadAny every score (operators, for support).
+	scopeReadTenant = "scores:read:tenant"
+	scopeReadAny    = "scores:read:any"
+	defaultLimit    = 20
+	maxLimit        = 100
 )
 
 // idPattern is what score and user ids in paths must match.
@@ -35,11 +44,9 @@ func (s *server) createScore(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.logger, err)
 		return
 	}
-	user := r.Header.Get(userIDHeader)
-	if user == "" {
-		user = anonymousUser
-	}
-	sc := assess(sub, newScoreID(), user, time.Now())
+	c := callerOf(r)
+	sc := assess(sub, newScoreID(), c.user, time.Now())
+	sc.Tenant = c.tenant
 	s.store.add(sc)
 	w.Header().Set("Location", "/v1/scores/"+sc.ID)
 	writeJSON(w, r, s.logger, http.StatusCreated, sc)
@@ -52,8 +59,10 @@ func (s *server) getScore(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.logger, err)
 		return
 	}
+	// Another user's score is "not found", not "forbidden": score ids
+	// must not be probed for existence.
 	sc, ok := s.store.get(id)
-	if !ok {
+	if !ok || !callerOf(r).mayRead(sc) {
 		writeProblem(w, r, http.StatusNotFound, probNotFound, "No score has this id.")
 		return
 	}
@@ -78,7 +87,38 @@ func (s *server) listUserScores(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.logger, err)
 		return
 	}
-	writeJSON(w, r, s.logger, http.StatusOK, scoreList{UserID: user, Scores: s.store.byUserNewest(user, limit)})
+	c := callerOf(r)
+	if c.user != user && !c.has(scopeReadAny) && !c.has(scopeReadTenant) {
+		writeProblem(w, r, http.StatusForbidden, probForbidden, "You may not list another user's scores.")
+		return
+	}
+	writeJSON(w, r, s.logger, http.StatusOK, scoreList{UserID: user, Scores: s.store.byUserNewest(user, limit, c.mayRead)})
+}
+
+// caller is who a request comes from, as the gateway's signed identity
+// headers say.
+type caller struct {
+	user, tenant string
+	scopes       []string
+}
+
+// callerOf reads the identity headers; without a user id the caller is
+// anonymousUser, who owns what it submitted without one.
+func callerOf(r *http.Request) caller {
+	c := caller{user: r.Header.Get(userIDHeader), tenant: r.Header.Get(tenantHeader), scopes: strings.Fields(r.Header.Get(scopesHeader))}
+	if c.user == "" {
+		c.user = anonymousUser
+	}
+	return c
+}
+
+func (c caller) has(scope string) bool { return slices.Contains(c.scopes, scope) }
+
+// mayRead says whether c may read sc: their own, their tenant's with
+// scopeReadTenant, any with scopeReadAny.
+func (c caller) mayRead(sc score) bool {
+	return sc.UserID == c.user || c.has(scopeReadAny) ||
+		(c.has(scopeReadTenant) && c.tenant != "" && sc.Tenant == c.tenant)
 }
 
 // pathID returns the {id} path value, checked against idPattern.

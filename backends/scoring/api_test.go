@@ -43,7 +43,7 @@ func TestCreateScoreBothEncodings(t *testing.T) {
 	}
 
 	var got score
-	decodeJSON(t, ts.do(t, http.MethodGet, ts.api+"/v1/scores/"+fromForm.ID, nil, nil), http.StatusOK, &got)
+	decodeJSON(t, ts.do(t, http.MethodGet, ts.api+"/v1/scores/"+fromForm.ID, nil, user), http.StatusOK, &got)
 	if got != fromForm {
 		t.Errorf("GET = %+v, want %+v", got, fromForm)
 	}
@@ -74,7 +74,7 @@ func TestListUserScores(t *testing.T) {
 		{"?limit=100", []string{ids[2], ids[1], ids[0]}},
 	} {
 		var list scoreList
-		decodeJSON(t, ts.do(t, http.MethodGet, ts.api+"/v1/users/alice/scores"+tc.query, nil, nil), http.StatusOK, &list)
+		decodeJSON(t, ts.do(t, http.MethodGet, ts.api+"/v1/users/alice/scores"+tc.query, nil, user), http.StatusOK, &list)
 		var got []string
 		for _, sc := range list.Scores {
 			got = append(got, sc.ID)
@@ -84,9 +84,64 @@ func TestListUserScores(t *testing.T) {
 		}
 	}
 
-	resp := ts.do(t, http.MethodGet, ts.api+"/v1/users/nobody/scores", nil, nil)
+	resp := ts.do(t, http.MethodGet, ts.api+"/v1/users/nobody/scores", nil, http.Header{"X-Auth-User-ID": {"nobody"}})
 	if resp.StatusCode != http.StatusOK || !bytes.Contains(resp.body, []byte(`"scores":[]`)) {
 		t.Errorf("unknown user: %d %s, want 200 with an empty list", resp.StatusCode, resp.body)
+	}
+}
+
+// TestScoreOwnership: a score is readable by its user, by users of its
+// tenant with scores:read:tenant and by anyone with scores:read:any; to
+// others it does not exist. Lists follow the same rule.
+func TestScoreOwnership(t *testing.T) {
+	ts := startServer(t)
+	who := func(user, tenant, scopes string) http.Header {
+		return http.Header{"X-Auth-User-ID": {user}, "X-Auth-User-Tenant": {tenant}, "X-Auth-User-Scopes": {scopes}}
+	}
+	alice := who("alice", "acme", "")
+	var sc score
+	decodeJSON(t, ts.postJSON(t, `{"audio_base64":"AQID"}`, alice), http.StatusCreated, &sc)
+	var other score
+	decodeJSON(t, ts.postJSON(t, `{"audio_base64":"AQID"}`, who("alice", "initech", "")), http.StatusCreated, &other)
+
+	for _, tc := range []struct {
+		name       string
+		h          http.Header
+		score      int
+		list       int
+		listLength int
+	}{
+		{"the owner", alice, http.StatusOK, http.StatusOK, 2},
+		{"another user", who("bob", "globex", ""), http.StatusNotFound, http.StatusForbidden, 0},
+		{"another user of the tenant, without a scope", who("carol", "acme", "openid"), http.StatusNotFound, http.StatusForbidden, 0},
+		{"a tenant-scoped user of the tenant", who("carol", "acme", "openid scores:read:tenant"), http.StatusOK, http.StatusOK, 1},
+		{"a tenant-scoped user of another tenant", who("bob", "globex", "scores:read:tenant"), http.StatusNotFound, http.StatusOK, 0},
+		{"a tenant-scoped user without a tenant", who("bob", "", "scores:read:tenant"), http.StatusNotFound, http.StatusOK, 0},
+		{"an operator", who("ops", "lexiscore", "scores:read:any"), http.StatusOK, http.StatusOK, 2},
+		{"anonymous", nil, http.StatusNotFound, http.StatusForbidden, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := ts.do(t, http.MethodGet, ts.api+"/v1/scores/"+sc.ID, nil, tc.h)
+			if resp.StatusCode != tc.score {
+				t.Fatalf("GET score: %d, want %d", resp.StatusCode, tc.score)
+			}
+			if tc.score == http.StatusNotFound {
+				checkProblem(t, resp, http.StatusNotFound, probNotFound)
+			}
+			resp = ts.do(t, http.MethodGet, ts.api+"/v1/users/alice/scores", nil, tc.h)
+			if resp.StatusCode != tc.list {
+				t.Fatalf("GET list: %d, want %d", resp.StatusCode, tc.list)
+			}
+			if tc.list == http.StatusForbidden {
+				checkProblem(t, resp, http.StatusForbidden, probForbidden)
+				return
+			}
+			var list scoreList
+			decodeJSON(t, resp, http.StatusOK, &list)
+			if len(list.Scores) != tc.listLength {
+				t.Fatalf("%d scores listed, want %d", len(list.Scores), tc.listLength)
+			}
+		})
 	}
 }
 

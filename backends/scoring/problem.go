@@ -16,6 +16,7 @@ const problemTypeBase = "https://github.com/lexiscore/gateway/blob/main/backends
 const (
 	probInvalidRequest       = "invalid-request"
 	probNotFound             = "not-found"
+	probForbidden            = "forbidden"
 	probMethodNotAllowed     = "method-not-allowed"
 	probTooLarge             = "too-large"
 	probUnsupportedMediaType = "unsupported-media-type"

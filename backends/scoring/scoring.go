@@ -21,6 +21,9 @@ type score struct {
 	AudioBytes    int64     `json:"audio_bytes"`
 	AudioSHA256   string    `json:"audio_sha256"`
 	CreatedAt     time.Time `json:"created_at"`
+	// Tenant is the tenant of the user who submitted the score, for
+	// scores:read:tenant; it is not part of the API.
+	Tenant string `json:"-"`
 }
 
 // submission is a validated scoring request.

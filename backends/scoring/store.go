@@ -60,14 +60,17 @@ func (st *store) get(id string) (score, bool) {
 	return sc, ok
 }
 
-// byUserNewest returns at most limit scores of the user, newest first.
-func (st *store) byUserNewest(userID string, limit int) []score {
+// byUserNewest returns at most limit scores of the user that keep accepts,
+// newest first.
+func (st *store) byUserNewest(userID string, limit int, keep func(score) bool) []score {
 	st.mu.RLock()
 	defer st.mu.RUnlock()
 	ids := st.byUser[userID]
 	out := make([]score, 0, min(limit, len(ids)))
 	for i := len(ids) - 1; i >= 0 && len(out) < limit; i-- {
-		out = append(out, st.byID[ids[i]])
+		if sc := st.byID[ids[i]]; keep(sc) {
+			out = append(out, sc)
+		}
 	}
 	return out
 }

@@ -20,10 +20,10 @@ func TestStore(t *testing.T) {
 	add("a1", "alice")
 	add("b1", "bob")
 	add("a2", "alice")
-	if got := ids(st.byUserNewest("alice", 10)); got != "a2,a1" {
+	if got := ids(st.byUserNewest("alice", 10, all)); got != "a2,a1" {
 		t.Errorf("alice = %s, want a2,a1", got)
 	}
-	if got := ids(st.byUserNewest("alice", 1)); got != "a2" {
+	if got := ids(st.byUserNewest("alice", 1, all)); got != "a2" {
 		t.Errorf("alice limit 1 = %s, want a2", got)
 	}
 
@@ -34,13 +34,13 @@ func TestStore(t *testing.T) {
 			t.Errorf("get(%s) found = %v, want %v", id, ok, want)
 		}
 	}
-	if got := ids(st.byUserNewest("alice", 10)); got != "a3,a2" {
+	if got := ids(st.byUserNewest("alice", 10, all)); got != "a3,a2" {
 		t.Errorf("alice after eviction = %s, want a3,a2", got)
 	}
 	if _, ok := st.byUser["bob"]; ok || len(st.byID) != 3 {
 		t.Errorf("store holds %d scores and bob = %v, want 3 and no bob", len(st.byID), st.byUser["bob"])
 	}
-	if got := st.byUserNewest("nobody", 5); got == nil || len(got) != 0 {
+	if got := st.byUserNewest("nobody", 5, all); got == nil || len(got) != 0 {
 		t.Errorf("unknown user = %#v, want an empty non-nil slice", got)
 	}
 }
@@ -54,7 +54,7 @@ func TestStoreConcurrent(t *testing.T) {
 				id := fmt.Sprintf("w%d-%d", w, i)
 				st.add(score{ID: id, UserID: fmt.Sprint(w)})
 				st.get(id)
-				st.byUserNewest(fmt.Sprint(w), 10)
+				st.byUserNewest(fmt.Sprint(w), 10, all)
 			}
 		})
 	}
@@ -67,3 +67,5 @@ func TestStoreConcurrent(t *testing.T) {
 		t.Errorf("store holds %d scores, %d in user lists; want 50 and 50", len(st.byID), total)
 	}
 }
+
+func all(score) bool { return true }

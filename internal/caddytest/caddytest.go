@@ -4,9 +4,12 @@
 package caddytest
 
 import (
+	"bufio"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -97,4 +100,25 @@ func (in *Instance) WaitReady(t testing.TB, url string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// ReadJSONLines reads a JSON-lines log file that a `log` block writes; a
+// file not written yet holds no lines.
+func ReadJSONLines(t testing.TB, path string) []map[string]any {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []map[string]any
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var e map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatalf("log line is not JSON: %v: %s", err, sc.Text())
+		}
+		out = append(out, e)
+	}
+	return out
 }

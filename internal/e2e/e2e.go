@@ -319,8 +319,17 @@ func NewClient(roots *x509.CertPool) *http.Client {
 // signed with the gateway's JWT secret and valid for an hour.
 func (g *Gateway) Bearer(t testing.TB, user, tier string) http.Header {
 	t.Helper()
-	tok, err := identity.IssueToken([]byte(g.Env["GATEWAY_JWT_SECRET"]),
-		identity.TokenOptions{Subject: user, Tier: tier, TTL: time.Hour}, time.Now())
+	return g.BearerWith(t, identity.TokenOptions{Subject: user, Tier: tier})
+}
+
+// BearerWith is Bearer for a token with the claims of o; o.TTL defaults to
+// an hour.
+func (g *Gateway) BearerWith(t testing.TB, o identity.TokenOptions) http.Header {
+	t.Helper()
+	if o.TTL == 0 {
+		o.TTL = time.Hour
+	}
+	tok, err := identity.IssueToken([]byte(g.Env["GATEWAY_JWT_SECRET"]), o, time.Now())
 	if err != nil {
 		t.Fatalf("issuing a token: %v", err)
 	}

@@ -10,7 +10,7 @@
 //   - one signature, labelled Label, whose covered components are, in this
 //     order: "@method" "@authority" "@path" "@query" "content-digest", then whichever of
 //     "x-request-id" "x-auth-user-id" "x-auth-user-tier" "x-auth-user-tenant"
-//     the request carries;
+//     "x-auth-user-scopes" the request carries;
 //   - signature parameters created (Unix seconds), keyid, alg and nonce
 //     (at least 128 random bits, fresh for every signature);
 //   - Content-Digest carries the sha-256 of the body as sent (of the empty
@@ -71,7 +71,7 @@ var alwaysCovered = []string{"@method", "@authority", "@path", "@query", "conten
 // CoveredHeaders are covered whenever the request carries them, in this
 // order; a verified request carrying one that the signature does not cover
 // is refused, so none can be added in transit.
-var CoveredHeaders = []string{"x-request-id", "x-auth-user-id", "x-auth-user-tier", "x-auth-user-tenant"}
+var CoveredHeaders = []string{"x-request-id", "x-auth-user-id", "x-auth-user-tier", "x-auth-user-tenant", "x-auth-user-scopes"}
 
 // Errors a Verifier returns, wrapped with detail. Each is safe to show to the
 // caller; Reason maps them to a short label.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -170,6 +171,18 @@ func TestVerifyMiddleware(t *testing.T) {
 		{name: "tenant changed", want: 401, wantReason: "bad_signature", req: func() *http.Request {
 			r := post()
 			r.Header.Set("X-Auth-User-Tenant", "evil")
+			return r
+		}},
+		{name: "scopes added to a request signed without", want: 401, wantReason: "coverage", req: func() *http.Request {
+			r := post()
+			r.Header.Set("X-Auth-User-Scopes", "scores:read:any")
+			return r
+		}},
+		{name: "scopes changed", want: 401, wantReason: "bad_signature", req: func() *http.Request {
+			h := maps.Clone(ident)
+			h["X-Auth-User-Scopes"] = "scores:read:tenant"
+			r := signedRequest(t, keyOld, t0, http.MethodPost, "/v1/scores?lang=en&x=1", body, h)
+			r.Header.Set("X-Auth-User-Scopes", "scores:read:any")
 			return r
 		}},
 		{name: "user header duplicated", want: 401, wantReason: "bad_signature", req: func() *http.Request {

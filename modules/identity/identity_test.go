@@ -1,7 +1,6 @@
 package identity
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -342,7 +341,7 @@ http://127.0.0.1:{http_port} {
 	t.Run("audit log", func(t *testing.T) {
 		var events []map[string]any
 		waitUntil(t, "audit events", func() bool {
-			events = readAudit(t, auditFile)
+			events = caddytest.ReadJSONLines(t, auditFile)
 			return len(events) >= 8
 		})
 		raw, _ := os.ReadFile(auditFile)
@@ -374,25 +373,6 @@ func counterValue(t testing.TB, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
-}
-
-func readAudit(t *testing.T, path string) []map[string]any {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []map[string]any
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var e map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			t.Fatalf("audit line is not JSON: %v: %s", err, sc.Text())
-		}
-		out = append(out, e)
-	}
-	return out
 }
 
 // adapt turns a site's Caddyfile into its JSON config.
