@@ -26,6 +26,8 @@ fi
 export GATEWAY_SIGNING_SECRET_FILE GATEWAY_SIGNING_KEY_ID="${GATEWAY_SIGNING_KEY_ID:-gateway-1}"
 export SCORING_SIGNING_KEYS="${SCORING_SIGNING_KEYS:-$GATEWAY_SIGNING_KEY_ID:$GATEWAY_SIGNING_SECRET_FILE}"
 https_port="${GATEWAY_HTTPS_PORT:-8443}"
+# No load balancer watches the demo's /readyz: Ctrl-C stops at once.
+export GATEWAY_SHUTDOWN_DELAY="${GATEWAY_SHUTDOWN_DELAY:-0s}"
 
 pids=()
 stop() {

@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/tls"
 	"encoding/json"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -227,18 +226,7 @@ func TestReadinessFollowsBackendOutage(t *testing.T) {
 	gw := e2e.StartGateway(t, bins, []string{be.Addr}, nil)
 
 	ready := func(want int) func() error {
-		return func() error {
-			resp, err := gw.Client.Get(gw.BaseURL + "/readyz")
-			if err != nil {
-				return err
-			}
-			defer resp.Body.Close()
-			_, _ = io.Copy(io.Discard, resp.Body)
-			if resp.StatusCode != want {
-				return &statusError{resp.StatusCode, want}
-			}
-			return nil
-		}
+		return func() error { return e2e.ExpectStatus(gw.Client, gw.BaseURL+"/readyz", want) }
 	}
 	e2e.WaitFor(t, 10*time.Second, "ready", ready(http.StatusOK))
 

@@ -177,7 +177,7 @@ func StartBackend(t testing.TB, b Binaries, env map[string]string) *Backend {
 	}
 	be.Process = start(t, "scoring", b.Scoring, full, "-addr", be.Addr, "-admin-addr", be.AdminAddr)
 	WaitFor(t, 15*time.Second, "the scoring backend", func() error {
-		return expectStatus(http.DefaultClient, "http://"+be.Addr+"/healthz", http.StatusOK)
+		return ExpectStatus(http.DefaultClient, "http://"+be.Addr+"/healthz", http.StatusOK)
 	})
 	return be
 }
@@ -284,7 +284,7 @@ func StartGatewayConfig(t testing.TB, b Binaries, caddyfile string, upstreams []
 			return err
 		}
 		g.Client = NewClient(pool)
-		return expectStatus(g.Client, g.BaseURL+"/healthz", http.StatusOK)
+		return ExpectStatus(g.Client, g.BaseURL+"/healthz", http.StatusOK)
 	})
 	return g
 }
@@ -408,7 +408,8 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, check func() erro
 	}
 }
 
-func expectStatus(c *http.Client, url string, want int) error {
+// ExpectStatus reports an error unless GET url through c answers want.
+func ExpectStatus(c *http.Client, url string, want int) error {
 	resp, err := c.Get(url)
 	if err != nil {
 		return err
