@@ -107,10 +107,9 @@ func (t *Transport) Validate() error {
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	di, ok := reverseproxy.GetDialInfo(ctx)
-	// Active health checks run outside any server request: they must see
-	// the upstream as it is, and the health endpoint is not the API whose
-	// failures the breaker tracks.
-	if !ok || ctx.Value(caddyhttp.ServerCtxKey) == nil {
+	// Active health checks must see the upstream as it is, and the health
+	// endpoint is not the API whose failures the breaker tracks.
+	if !ok || isHealthCheck(ctx) {
 		return t.Inner.RoundTrip(req)
 	}
 	upstream := di.Address
@@ -186,6 +185,16 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
 	}
 	return resp, err
+}
+
+// isHealthCheck tells reverse_proxy's active health checks from proxied
+// requests. Caddy's server gives every request it serves a vars map
+// (caddyhttp.PrepareRequest; handlers such as vars and map depend on it),
+// while the checker builds its requests from the handler's provisioning
+// context, which has none. The server key is no test: that context carries
+// it. Nothing a client sends can set a context value.
+func isHealthCheck(ctx context.Context) bool {
+	return ctx.Value(caddyhttp.VarsCtxKey) == nil
 }
 
 // record gives the breaker its verdict on an attempt and returns the

@@ -128,36 +128,74 @@ func TestOnlyOneLayerRetries(t *testing.T) {
 	}
 }
 
+// An API that fails while its health endpoint is fine: the open breaker
+// must neither refuse the health checks (two refused checks would mark the
+// only upstream down) nor count them.
 func TestHealthChecksBypassTheBreaker(t *testing.T) {
-	var health, api atomic.Int64
+	var health atomic.Int64
+	var apiUp atomic.Bool
 	be := newBackend(t, func(w http.ResponseWriter, r *http.Request, n int) {
 		if r.URL.Path == "/healthz" {
 			health.Add(1)
 			_, _ = w.Write([]byte("ok"))
 			return
 		}
-		api.Add(1)
-		always(http.StatusInternalServerError)(w, r, n)
+		if !apiUp.Load() {
+			always(http.StatusServiceUnavailable)(w, r, n)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
 	})
+	// The open delay is long enough for many health checks to fall within
+	// it even on a busy machine, so that a breaker refusing them would mark
+	// the upstream down (health_fails 2).
 	in := start(t, fmt.Sprintf(`
 http://127.0.0.1:{http_port} {
+	handle_errors {
+		problem
+	}
+	resilience health
 	reverse_proxy %s {
 		health_uri /healthz
 		health_interval 20ms
+		health_timeout 10s
+		health_fails 2
+		lb_policy resilient
 		transport resilient {
-			%s
+			breaker {
+				failure_ratio 0.5
+				min_requests 5
+				window 10s
+				open_delay 3s
+				half_open_probes 1
+			}
 		}
 	}
-}`, be.addr(), fastBreaker))
+}`, be.addr()))
 	up := be.addr()
+	ok := growth(t, upstreamRequests, map[string]string{"upstream": up, "code_class": "2xx"})
 	waitFor(t, 5*time.Second, "the breaker to open", func() bool {
 		send(t, http.MethodGet, in.URL("/api"), "api", nil)
 		return breakerState(t, up) == "open"
 	})
 	seen := health.Load()
-	waitFor(t, 5*time.Second, "health checks while the breaker is open", func() bool { return health.Load() >= seen+5 })
-	if n, want := counter(t, upstreamRequests, map[string]string{"upstream": up, "code_class": "5xx"}), float64(api.Load()); n != want {
-		t.Fatalf("gateway_upstream_requests_total{5xx} = %v, want only the %v API requests (health checks pass by)", n, want)
+	waitFor(t, 10*time.Second, "health checks while the breaker is open", func() bool { return health.Load() >= seen+5 })
+	if s := breakerState(t, up); s != "open" {
+		t.Fatalf("the health checks reached the upstream only once its breaker was %q: the open breaker refused them", s)
+	}
+	// Still in the pool: refused by its breaker, not "no upstream".
+	resp, body := send(t, http.MethodGet, in.URL("/api"), "while-open", nil)
+	if resp.StatusCode != http.StatusServiceUnavailable || problemType(t, resp, body) != "circuit-open" {
+		t.Fatalf("while the breaker is open: %d %q, want 503 circuit-open", resp.StatusCode, body)
+	}
+	if n := ok(); n != 0 {
+		t.Fatalf("gateway_upstream_requests_total{2xx} grew by %v: health checks were counted", n)
+	}
+
+	apiUp.Store(true)
+	waitFor(t, 10*time.Second, "the breaker to let a probe through", func() bool { return breakerState(t, up) != "open" })
+	if resp, body := send(t, http.MethodGet, in.URL("/api"), "probe", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("first request after the open delay: %d %q, want 200 (the upstream must not have been marked down)", resp.StatusCode, body)
 	}
 }
 
