@@ -161,6 +161,15 @@ func (i *attemptInfo) noteFailed(upstream string) {
 	}
 }
 
+// route is the name of the request's route; empty outside a resilience
+// handler.
+func (i *attemptInfo) route() string {
+	if i == nil {
+		return ""
+	}
+	return i.x.h.Route
+}
+
 // avoid reports whether upstream already failed this request.
 func (i *attemptInfo) avoid(upstream string) bool {
 	return i != nil && i.x.failed(upstream)

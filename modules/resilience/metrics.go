@@ -45,6 +45,12 @@ var (
 		Help: "Failed requests answered by a fallback. kind: upstream (secondary upstream), stale (last good response), static (configured degraded answer).",
 	}, []string{"route", "kind"})
 
+	panicRouting = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gateway_upstream_panic_routing_total",
+		Help: "Upstream choices made while every upstream of the route had failed its active health checks: " +
+			"the request was sent to one of them anyway (panic routing). route is empty outside a resilience handler.",
+	}, []string{"route"})
+
 	concurrencyRejections = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gateway_concurrency_rejections_total",
 		Help: "Requests refused with 503 before reaching an upstream. reason: bulkhead (full after the queue wait), " +
@@ -114,7 +120,7 @@ func (concurrencyCollector) Collect(ch chan<- prometheus.Metric) {
 func collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		breakerTransitions, upstreamRequests, upstreamDuration, retries, retryBudgetExhausted,
-		fallbacks, concurrencyRejections, degradedGauge, stateCollector{}, concurrencyCollector{},
+		fallbacks, panicRouting, concurrencyRejections, degradedGauge, stateCollector{}, concurrencyCollector{},
 	}
 }
 
@@ -122,6 +128,9 @@ func collectors() []prometheus.Collector {
 // scrape, for the features it has, so that panels and alerts read 0 instead
 // of "No data" until the first retry, fallback or rejection.
 func (h *Handler) precreateMetrics() {
+	// Whether the route's proxy routes in panic depends on its lb_policy,
+	// which the handler cannot see.
+	panicRouting.WithLabelValues(h.Route)
 	if h.Retry != nil {
 		for _, k := range []kind{kindStatus, kindTimeout, kindTransport} {
 			retries.WithLabelValues(h.Route, k.reason())

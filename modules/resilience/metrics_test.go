@@ -54,6 +54,7 @@ http://127.0.0.1:{http_port} {
 		{concurrencyRejections, map[string]string{"route": "precreate_full", "reason": "limit"}, false},
 		{retries, map[string]string{"route": "precreate_bare", "reason": "status"}, false},
 		{retryBudgetExhausted, map[string]string{"route": "precreate_bare"}, false},
+		{panicRouting, map[string]string{"route": "precreate_bare"}, true},
 	}
 	for _, tc := range cases {
 		value, found := series(t, tc.c, tc.labels)

@@ -3,11 +3,14 @@ package resilience
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+
+	"github.com/lexiscore/gateway/internal/telemetry"
 )
 
 func init() {
@@ -21,8 +24,19 @@ func init() {
 // preferred group. So failover after an open breaker or a failed attempt
 // goes to another upstream whenever there is one, instead of drawing the
 // same one again.
+//
+// When no upstream is available because every one failed its health checks,
+// it routes in panic (Envoy's healthy-panic threshold): it picks among all
+// of them, in the same order of preference, rather than refuse every
+// request. A health check can fail for reasons that spare the API (a busy
+// gateway's own probe timing out, a health endpoint that breaks alone), and
+// an upstream that is really down is refused fast by its breaker anyway.
+// Each such choice counts in gateway_upstream_panic_routing_total. Upstreams
+// at their max_requests stay out, as Caddy leaves them out.
 type Selection struct {
-	// FallbackRaw chooses within the preferred group. Default: random.
+	// FallbackRaw chooses within the preferred group. Default: random. In
+	// panic the choice is random: Caddy's policies pick only among healthy
+	// upstreams.
 	FallbackRaw json.RawMessage `json:"fallback,omitempty" caddy:"namespace=http.reverse_proxy.selection_policies inline_key=policy"`
 
 	fallback reverseproxy.Selector
@@ -36,8 +50,11 @@ func (Selection) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision loads the fallback policy.
+// Provision loads the fallback policy and registers the metrics.
 func (s *Selection) Provision(ctx caddy.Context) error {
+	if err := telemetry.Register(ctx.GetMetricsRegistry(), collectors()...); err != nil {
+		return fmt.Errorf("lb_policy resilient: registering metrics: %w", err)
+	}
 	if s.FallbackRaw == nil {
 		s.FallbackRaw = caddyconfig.JSONModuleObject(reverseproxy.RandomSelection{}, "policy", "random", nil)
 	}
@@ -53,18 +70,38 @@ func (s *Selection) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Select returns an available upstream, or nil when none is.
+// Select returns an available upstream; when none is, one of those that
+// failed their health checks (panic routing); nil when every upstream is
+// full or the pool is empty.
 func (s *Selection) Select(pool reverseproxy.UpstreamPool, r *http.Request, w http.ResponseWriter) *reverseproxy.Upstream {
 	info := infoFrom(r.Context())
 	if registry.open.Load() == 0 && !info.anyFailed() {
-		return s.fallback.Select(pool, r, w)
+		if u := s.fallback.Select(pool, r, w); u != nil {
+			return u
+		}
 	}
-	var best, unblocked, available reverseproxy.UpstreamPool
+	if group := preferred(pool, info, (*reverseproxy.Upstream).Available); group != nil {
+		return s.fallback.Select(group, r, w)
+	}
+	group := preferred(pool, info, func(u *reverseproxy.Upstream) bool { return !u.Full() })
+	if group == nil {
+		return nil
+	}
+	panicRouting.WithLabelValues(info.route()).Inc()
+	return group[rand.IntN(len(group))]
+}
+
+// preferred returns the best non-empty group among the upstreams that pass
+// include: those whose breaker is not open and that have not failed this
+// request, else those whose breaker is not open, else all; nil if none
+// passes.
+func preferred(pool reverseproxy.UpstreamPool, info *attemptInfo, include func(*reverseproxy.Upstream) bool) reverseproxy.UpstreamPool {
+	var best, unblocked, all reverseproxy.UpstreamPool
 	for _, u := range pool {
-		if !u.Available() {
+		if !include(u) {
 			continue
 		}
-		available = append(available, u)
+		all = append(all, u)
 		if registry.blocking(u.Dial) {
 			continue
 		}
@@ -73,9 +110,9 @@ func (s *Selection) Select(pool reverseproxy.UpstreamPool, r *http.Request, w ht
 			best = append(best, u)
 		}
 	}
-	for _, group := range []reverseproxy.UpstreamPool{best, unblocked, available} {
+	for _, group := range []reverseproxy.UpstreamPool{best, unblocked, all} {
 		if len(group) > 0 {
-			return s.fallback.Select(group, r, w)
+			return group
 		}
 	}
 	return nil
