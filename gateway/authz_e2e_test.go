@@ -55,8 +55,14 @@ func TestAuthorizationEndToEnd(t *testing.T) {
 			}
 			if tc.problem != "" {
 				assertSecurityHeaders(t, resp)
-				if doc := problemBody(t, resp); !strings.HasSuffix(doc["type"].(string), tc.problem) || doc["request_id"] == nil {
+				doc := problemBody(t, resp)
+				if !strings.HasSuffix(doc["type"].(string), tc.problem) || doc["request_id"] == nil {
 					t.Fatalf("problem %v, want type %s", doc, tc.problem)
+				}
+				// The gateway's refusal, not the backend's: the request never
+				// reached it.
+				if tc.want == http.StatusForbidden && doc["policy"] != "user_data" {
+					t.Fatalf("problem %v, want the gateway's, naming policy user_data", doc)
 				}
 				return
 			}
