@@ -25,7 +25,7 @@ func TestSlowBodyStreamsThroughUntouched(t *testing.T) {
 	in := start(t, fmt.Sprintf(`
 http://127.0.0.1:{http_port} {
 	resilience stream {
-		timeout 200ms
+		timeout 1s
 		retry 3
 	}
 	reverse_proxy %s {
@@ -34,6 +34,7 @@ http://127.0.0.1:{http_port} {
 }`, be.addr()))
 
 	req, _ := http.NewRequest(http.MethodGet, in.URL("/stream"), nil)
+	sent := time.Now()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -43,9 +44,10 @@ http://127.0.0.1:{http_port} {
 	if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "first;" {
 		t.Fatalf("first chunk %q, %v: the response was held back", first, err)
 	}
-	// The stream outlives the 200ms timeout, which only bounds the wait
-	// for the response to begin.
-	time.Sleep(400 * time.Millisecond)
+	// The stream outlives the timeout, which only bounds the wait for the
+	// response to begin. The timeout is long enough for a busy machine to
+	// begin the response; the wait is until it has certainly passed.
+	time.Sleep(time.Until(sent.Add(1500 * time.Millisecond)))
 	close(more)
 	rest, err := io.ReadAll(resp.Body)
 	if err != nil || string(rest) != "second" {
@@ -72,7 +74,7 @@ func TestWebSocketUpgradePassesThrough(t *testing.T) {
 	in := start(t, fmt.Sprintf(`
 http://127.0.0.1:{http_port} {
 	resilience ws {
-		timeout 100ms
+		timeout 1s
 		bulkhead 1
 	}
 	reverse_proxy %s {
@@ -81,6 +83,7 @@ http://127.0.0.1:{http_port} {
 }`, be.addr()))
 
 	host := strings.TrimPrefix(in.URL(""), "http://")
+	sent := time.Now()
 	conn, err := net.Dial("tcp", host)
 	if err != nil {
 		t.Fatal(err)
@@ -93,8 +96,9 @@ http://127.0.0.1:{http_port} {
 	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
 		t.Fatalf("upgrade: %v, %v", resp, err)
 	}
-	// Past the route's timeout, the connection still works.
-	time.Sleep(200 * time.Millisecond)
+	// Once the route's timeout has certainly passed, the connection still
+	// works.
+	time.Sleep(time.Until(sent.Add(1500 * time.Millisecond)))
 	_, _ = io.WriteString(conn, "hello\n")
 	line, err := br.ReadString('\n')
 	if err != nil || line != "echo hello\n" {
