@@ -51,7 +51,9 @@ type Buffered struct {
 
 	// MaxBuffer is the most bytes held while the destination falls behind;
 	// lines that do not fit are dropped and counted. Default 4194304 (4 MiB,
-	// a few thousand requests' worth of lines). At least flush_size.
+	// a few thousand requests' worth of lines). At least flush_size. The
+	// writer keeps two buffers (one filling, one being written), so its
+	// memory stays below twice this.
 	MaxBuffer int64 `json:"max_buffer,omitempty"`
 
 	// WriterRaw is the destination the batches are written to. Default
@@ -303,11 +305,8 @@ func (w *writer) flush() {
 		return
 	}
 	w.write(batch)
-	// After a burst the buffers may have grown to max_buffer; do not keep
-	// that much memory for quiet times.
-	if cap(batch) > 4*w.flushSize {
-		batch = nil
-	}
+	// Kept for the next swap, so that a steady load allocates nothing; each
+	// of the two buffers holds at most max_buffer.
 	w.spare = batch[:0]
 }
 
