@@ -36,25 +36,8 @@ go build -o bin/gateway ./gateway
 go build -o bin/scoring ./backends/scoring
 go build -o bin/caddy-stock github.com/caddyserver/caddy/v2/cmd/caddy
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-	kill "${pids[@]}" 2>/dev/null || true
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-wait_http() { # url [curl args...]
-	local url=$1; shift
-	for _ in $(seq 1 150); do
-		curl -sf -o /dev/null "$@" "$url" && return 0
-		sleep 0.2
-	done
-	echo "no answer from $url" >&2
-	return 1
-}
+# shellcheck source=bench/common.sh
+. bench/common.sh
 
 # cpu_ticks pid...: the CPU time (user+system, clock ticks) the processes used so far.
 cpu_ticks() {
@@ -138,6 +121,7 @@ start_gateway() {
 		GATEWAY_SIGNING_KEY_ID=bench-1 GATEWAY_SIGNING_SECRET_FILE="$signing_secret" \
 		GATEWAY_RATE_BURST=1000000/s GATEWAY_RATE_SUSTAINED=100000000/m \
 		GATEWAY_RATE_SCORE_BURST=1000000/s GATEWAY_RATE_SCORE_SUSTAINED=100000000/m \
+		GATEWAY_RATE_IP_CEILING=1000000/s GATEWAY_RATE_IP_AUTH_FAILURES=100000000/m \
 		${BENCH_GATEWAY_ENV:-} \
 		SCORING_UPSTREAMS="127.0.0.1:$gw_be_port" GATEWAY_HTTPS_PORT="$port" GATEWAY_PUBLIC_HTTPS_PORT="$port" \
 		GATEWAY_HTTP_PORT="$(free_port)" GATEWAY_METRICS_ADDR="127.0.0.1:$(free_port)" \

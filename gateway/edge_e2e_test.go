@@ -1,8 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/lexiscore/gateway/internal/e2e"
 )
@@ -47,4 +51,81 @@ func TestCapturedSignatureRefusedByAnotherUpstream(t *testing.T) {
 	if got := replay(b.Addr, b.Addr); got != http.StatusUnauthorized {
 		t.Errorf("replayed to another upstream with its Host: %d, want 401", got)
 	}
+}
+
+// TestAuthFailuresLimitedPerIPBeforeVerification: once one client address
+// has failed authentication GATEWAY_RATE_IP_AUTH_FAILURES times, its
+// requests are refused with 429 before any credential is verified (a valid
+// token included, and without an audit line), while other addresses are
+// served; past the log_denied rate, refusals are counted but not logged.
+func TestAuthFailuresLimitedPerIPBeforeVerification(t *testing.T) {
+	be := e2e.StartBackend(t, bins, nil)
+	gw := e2e.StartGateway(t, bins, []string{be.Addr}, map[string]string{"GATEWAY_RATE_IP_AUTH_FAILURES": "5/m"})
+	const flood, user = "198.51.100.7", "198.51.100.8"
+	from := func(ip string, h http.Header) http.Header {
+		h = h.Clone()
+		h.Set("X-Forwarded-For", ip)
+		return h
+	}
+	garbage := http.Header{"Authorization": {"Bearer not.a.token"}}
+	for i := range 5 {
+		if got := gw.Do(t, http.MethodGet, "/v1/users/u1/scores", nil, from(flood, garbage)).StatusCode; got != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %d, want 401", i+1, got)
+		}
+	}
+	const refused = 40
+	for i := range refused {
+		h := garbage
+		if i == 0 {
+			h = gw.Bearer(t, "u1", "free")
+		}
+		resp := gw.Do(t, http.MethodGet, "/v1/users/u1/scores", nil, from(flood, h))
+		if resp.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("request %d past the limit: %d, want 429", i+1, resp.StatusCode)
+		}
+		if i == 0 {
+			assertSecurityHeaders(t, resp)
+			if doc := problemBody(t, resp); doc["policy"] != "ip_auth_failures" {
+				t.Fatalf("problem %v, want policy ip_auth_failures", doc)
+			}
+			if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || ra < 1 || ra > 60 {
+				t.Fatalf("Retry-After %q", resp.Header.Get("Retry-After"))
+			}
+		}
+	}
+	if got := gw.Do(t, http.MethodGet, "/v1/users/u2/scores", nil, from(user, gw.Bearer(t, "u2", "free"))).StatusCode; got != http.StatusOK {
+		t.Fatalf("another address: %d, want 200", got)
+	}
+
+	// Every refusal is counted; those not logged are counted apart, and
+	// the access log holds the rest once its buffer is written out.
+	scrape := gw.Metrics(t)
+	if got := rlMetric(t, scrape, "gateway_ratelimit_decisions_total", `decision="denied",policy="ip_auth_failures"`); got != refused {
+		t.Fatalf("%v denials counted, want %d", got, refused)
+	}
+	unlogged := rlMetric(t, scrape, "gateway_ratelimit_denials_unlogged_total", "")
+	if unlogged < 1 {
+		t.Fatalf("all %d refusals were logged: want them sampled", refused)
+	}
+	e2e.WaitFor(t, 15*time.Second, "the access log lines of the logged refusals", func() error {
+		var logged, audited int
+		for _, line := range strings.Split(gw.Output(), "\n") {
+			if !strings.Contains(line, `"client_ip":"`+flood+`"`) {
+				continue
+			}
+			if strings.Contains(line, `"logger":"http.handlers.authenticate.audit"`) {
+				audited++
+			}
+			if strings.Contains(line, `"status":429`) {
+				logged++
+			}
+		}
+		if audited != 5 {
+			return fmt.Errorf("%d audit lines for the flooding address, want 5 (refusals never reach authenticate)", audited)
+		}
+		if logged+int(unlogged) != refused {
+			return fmt.Errorf("%d refusals logged + %v unlogged, want %d", logged, unlogged, refused)
+		}
+		return nil
+	})
 }

@@ -180,11 +180,14 @@ func rlCheckRefusal(t *testing.T, h http.Header, body []byte) {
 	}
 }
 
-// rlMetric returns the value of name{labels} in a Prometheus text scrape, 0
-// when absent.
+// rlMetric returns the value of name{labels} (name alone when labels is
+// empty) in a Prometheus text scrape, 0 when absent.
 func rlMetric(t *testing.T, scrape, name, labels string) float64 {
 	t.Helper()
-	prefix := name + "{" + labels + "} "
+	prefix := name + " "
+	if labels != "" {
+		prefix = name + "{" + labels + "} "
+	}
 	sc := bufio.NewScanner(strings.NewReader(scrape))
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), prefix); ok {

@@ -261,6 +261,10 @@ func StartGatewayConfig(t testing.TB, b Binaries, caddyfile string, upstreams []
 		// start reading a body; the tests of these bounds set the shipped ones.
 		"GATEWAY_READ_HEADER_TIMEOUT": "30s",
 		"GATEWAY_READ_BODY_GRACE":     "30s",
+		// Every test client is 127.0.0.1: the per-IP limits would make
+		// one client of all of them. Tests of those limits set their own.
+		"GATEWAY_RATE_IP_CEILING":       "1000000/s",
+		"GATEWAY_RATE_IP_AUTH_FAILURES": "1000000/m",
 	}
 	for k, v := range env {
 		full[k] = v

@@ -35,6 +35,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    tier           <template>                 # default {http.auth.user.tier}
 //	    policy <name> <limit>/<window> {          # one or more; the block is optional
 //	        tier <tier> <limit>[/<window>]        # the window, if given, must be the policy's
+//	        count_status <status>...              # count only requests refused with these
 //	    }
 //	    store [memory|<redis-url>] {              # default memory; the block is optional
 //	        addrs             <host:port>...      # more nodes: cluster, or sentinels with master
@@ -50,6 +51,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    timeout        <duration>                 # default 50ms
 //	    on_store_error fail_open|fail_closed      # default fail_open
 //	    emergency      <limit>/<window>           # default: the first policy's rate
+//	    log_denied     <limit>/<window>|off       # refusals in the access log; default 10/s
 //	}
 //
 // Windows are s, m, h, d or a duration of whole seconds: 10/s, 100/m, 5/10s.
@@ -117,6 +119,13 @@ func (h *RateLimit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if _, err := ParseRate(h.Emergency); err != nil {
 				return d.Errf("rate_limit: emergency: %v", err)
 			}
+		case "log_denied":
+			if !d.AllArgs(&h.LogDenied) {
+				return d.ArgErr()
+			}
+			if _, err := ParseRate(h.LogDenied); err != nil && h.LogDenied != LogDeniedOff {
+				return d.Errf("rate_limit: log_denied %q: want a rate such as 10/s, or off", h.LogDenied)
+			}
 		default:
 			return d.Errf("rate_limit: unknown subdirective %q", d.Val())
 		}
@@ -137,6 +146,20 @@ func parsePolicy(d *caddyfile.Dispenser) (PolicyConfig, error) {
 		return p, d.Errf("rate_limit: policy %q: %v", p.Name, err)
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if d.Val() == "count_status" {
+			statuses := d.RemainingArgs()
+			if len(statuses) == 0 {
+				return p, d.ArgErr()
+			}
+			for _, s := range statuses {
+				n, err := strconv.Atoi(s)
+				if err != nil || n < 100 || n > 599 {
+					return p, d.Errf("rate_limit: policy %q: count_status %q is not an HTTP status", p.Name, s)
+				}
+				p.CountStatuses = append(p.CountStatuses, n)
+			}
+			continue
+		}
 		if d.Val() != "tier" {
 			return p, d.Errf("rate_limit: policy %q: unknown subdirective %q", p.Name, d.Val())
 		}

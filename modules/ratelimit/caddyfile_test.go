@@ -58,6 +58,9 @@ func TestCaddyfileAdapts(t *testing.T) {
 			tier enterprise 200/s
 		}
 		policy sustained 100/m
+		policy failures 5/m {
+			count_status 401 403
+		}
 		store {env.REDIS_URL} {
 			addrs {env.REDIS_ADDRS} redis-2:6379
 			master mymaster
@@ -72,6 +75,7 @@ func TestCaddyfileAdapts(t *testing.T) {
 		timeout 30ms
 		on_store_error fail_open
 		emergency 5/s
+		log_denied 2/s
 	}
 	respond ok
 }`)
@@ -92,13 +96,14 @@ func TestCaddyfileAdapts(t *testing.T) {
 		Policies: []PolicyConfig{
 			{Name: "burst", Rate: "10/s", Tiers: map[string]int64{"pro": 50, "enterprise": 200}},
 			{Name: "sustained", Rate: "100/m"},
+			{Name: "failures", Rate: "5/m", CountStatuses: []int{401, 403}},
 		},
 		Store: &StoreConfig{
 			URL: "{env.REDIS_URL}", Addrs: []string{"{env.REDIS_ADDRS}", "redis-2:6379"}, MasterName: "mymaster",
 			Username: "gw", Password: "{env.RL_PASSWORD}", SentinelPassword: "{env.RL_SENTINEL_PASSWORD}",
 			DB: 2, Prefix: "lexi:rl", BreakerFailures: 3, BreakerDelay: caddy.Duration(2e9), NoPipelining: true,
 		},
-		Timeout: caddy.Duration(30e6), OnStoreError: "fail_open", Emergency: "5/s",
+		Timeout: caddy.Duration(30e6), OnStoreError: "fail_open", Emergency: "5/s", LogDenied: "2/s",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("adapted\n%+v\nwant\n%+v", got, want)
@@ -159,6 +164,9 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"unknown subdirective", "policy a 1/s\n\t\tburst 5", `unknown subdirective "burst"`},
 		{"unknown store subdirective", "policy a 1/s\n\t\tstore {\n\t\t\tcluster yes\n\t\t}", `unknown subdirective "cluster"`},
 		{"bad pipelining", "policy a 1/s\n\t\tstore {\n\t\t\tpipelining maybe\n\t\t}", `pipelining "maybe": want on or off`},
+		{"bad count_status", "policy a 1/s {\n\t\t\tcount_status 4xx\n\t\t}", `count_status "4xx"`},
+		{"count_status out of range", "policy a 1/s {\n\t\t\tcount_status 999\n\t\t}", `count_status "999"`},
+		{"bad log_denied", "policy a 1/s\n\t\tlog_denied often", `log_denied "often"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -181,6 +189,8 @@ func TestProvisionErrors(t *testing.T) {
 		{"bad rate", RateLimit{Policies: []PolicyConfig{{Name: "a", Rate: "ten"}}}, `policy "a": rate "ten"`},
 		{"bad tier limit", RateLimit{Policies: []PolicyConfig{{Name: "a", Rate: "1/s", Tiers: map[string]int64{"pro": 0}}}}, `tier "pro"`},
 		{"bad emergency", RateLimit{Policies: []PolicyConfig{{Name: "a", Rate: "1/s"}}, Emergency: "x"}, "emergency"},
+		{"bad count status", RateLimit{Policies: []PolicyConfig{{Name: "a", Rate: "1/s", CountStatuses: []int{42}}}}, "count_status 42"},
+		{"bad log_denied", RateLimit{Policies: []PolicyConfig{{Name: "a", Rate: "1/s"}}, LogDenied: "x"}, "log_denied"},
 		{"bad store scheme", RateLimit{Policies: []PolicyConfig{{Name: "a", Rate: "1/s"}}, Store: &StoreConfig{URL: "http://u:hunter2@h"}}, "scheme must be redis"},
 		{"store URL password not echoed", RateLimit{Policies: []PolicyConfig{{Name: "a", Rate: "1/s"}}, Store: &StoreConfig{URL: "redis://u:hunter2@h:port/x"}}, "store url"},
 	}

@@ -206,3 +206,56 @@ func TestMetricsSurviveReload(t *testing.T) {
 	}
 	t.Fatal("gateway_ratelimit_decisions_total{policy=reload-metrics} not in the second registry")
 }
+
+// TestFailuresCountedBeforeTheyCost: a count_status policy counts only the
+// requests refused with 401 further down the route, and refuses a client at
+// its limit before the route runs, credentials or not; other clients are
+// untouched. Refusals beyond log_denied are kept out of the access log.
+func TestFailuresCountedBeforeTheyCost(t *testing.T) {
+	site := `
+http://127.0.0.1:{http_port} {
+	request_id
+	route {
+		rate_limit {
+			anonymous always
+			policy auth_failures 2/m {
+				count_status 401
+			}
+			log_denied 1/m
+		}
+		@anonymous not header X-User *
+		error @anonymous 401
+		respond "ok"
+	}
+	handle_errors {
+		problem
+	}
+}`
+	in := caddytest.Start(t, "servers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t\tclient_ip_headers X-Forwarded-For\n\t}", site)
+	url := in.URL("/v1/x")
+	const flood, other = "192.0.2.7", "192.0.2.8"
+	for i := range 5 {
+		if r := get(t, url, "alice", "X-Forwarded-For", flood); r.status != 200 {
+			t.Fatalf("authenticated request %d: %d: successes must not count", i+1, r.status)
+		}
+	}
+	for i := range 2 {
+		if r := get(t, url, "", "X-Forwarded-For", flood); r.status != 401 {
+			t.Fatalf("failure %d: %d, want 401", i+1, r.status)
+		}
+	}
+	unlogged := value(denialsUnlogged)
+	for _, user := range []string{"", "alice"} {
+		r := get(t, url, user, "X-Forwarded-For", flood)
+		if doc := problemDoc(t, r, 429, "rate-limited"); doc["policy"] != "auth_failures" {
+			t.Fatalf("user %q at the limit: problem %v", user, doc)
+		}
+		retryAfter(t, r, 60)
+	}
+	if got := value(denialsUnlogged) - unlogged; got != 1 {
+		t.Fatalf("%v refusals kept out of the access log, want 1 (log_denied 1/m)", got)
+	}
+	if r := get(t, url, "", "X-Forwarded-For", other); r.status != 401 {
+		t.Fatalf("another client: %d, want 401", r.status)
+	}
+}

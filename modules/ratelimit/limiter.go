@@ -41,10 +41,20 @@ func NewStore(name string, backend limiter.Store, breaker circuitbreaker.Circuit
 	}
 }
 
-// hit is one policy's count for one request.
+// hit is one policy's count for one request; a peek reads the count
+// without adding to it.
 type hit struct {
 	key  string
 	rate limiter.Rate
+	peek bool
+}
+
+// count adds h to the store's count, or reads it for a peek.
+func (s *Store) count(ctx context.Context, h hit) (limiter.Context, error) {
+	if h.peek {
+		return s.Backend.Peek(ctx, h.key, h.rate)
+	}
+	return s.Backend.Get(ctx, h.key, h.rate)
 }
 
 // answer is the store's count for one hit, when it gave one.
@@ -69,7 +79,7 @@ func (s *Store) getAll(ctx context.Context, hits []hit, timeout time.Duration) (
 	if s.Breaker == nil {
 		defer func() { telemetry.Observe(ctx, s.duration, time.Since(start).Seconds()) }()
 		for i, h := range hits {
-			lc, err := s.Backend.Get(ctx, h.key, h.rate)
+			lc, err := s.count(ctx, h)
 			if err != nil {
 				return out, fmt.Errorf("rate limit store %s: %w", s.Name, err)
 			}
@@ -90,7 +100,7 @@ func (s *Store) getAll(ctx context.Context, hits []hit, timeout time.Duration) (
 	replies := make(chan reply, len(hits))
 	for i, h := range hits {
 		go func() {
-			lc, err := s.Backend.Get(callCtx, h.key, h.rate)
+			lc, err := s.count(callCtx, h)
 			replies <- reply{i, lc, err}
 		}()
 	}
@@ -164,6 +174,9 @@ type Limiter struct {
 	emergency       policyCounters
 	emergencyField  string
 	emergencyPrefix string
+	// after maps a status to the policies that count requests refused
+	// with it (Policy.CountStatuses).
+	after map[int][]int
 }
 
 type tierQuotas struct {
@@ -193,7 +206,13 @@ func New(cfg Config) *Limiter {
 		}
 		return tierQuotas{quotas: q, field: PolicyField(q)}
 	}
-	for _, p := range cfg.Policies {
+	for i, p := range cfg.Policies {
+		for _, status := range p.CountStatuses {
+			if l.after == nil {
+				l.after = make(map[int][]int)
+			}
+			l.after[status] = append(l.after[status], i)
+		}
 		l.counters = append(l.counters, countersFor(p.Name))
 		for tier := range p.Tiers {
 			l.tiers[tier] = quotasOf(func(p Policy) Rate { return p.RateFor(tier) })
@@ -267,13 +286,14 @@ type Decision struct {
 }
 
 // Decide counts one request of key, whose user is of tier, against every
-// policy.
+// policy; a policy with CountStatuses is only read, and refuses a key that
+// is at its limit.
 func (l *Limiter) Decide(ctx context.Context, key, tier string) Decision {
 	hits := make([]hit, len(l.cfg.Policies))
 	rates := make([]Rate, len(l.cfg.Policies))
 	for i, p := range l.cfg.Policies {
 		rates[i] = p.RateFor(tier)
-		hits[i] = hit{key: p.Name + ":" + key, rate: rates[i].limiterRate()}
+		hits[i] = hit{key: p.Name + ":" + key, rate: rates[i].limiterRate(), peek: len(p.CountStatuses) > 0}
 	}
 	answers, storeErr := l.cfg.Store.getAll(ctx, hits, l.cfg.Timeout)
 	states := make([]State, 0, len(answers))
@@ -281,6 +301,11 @@ func (l *Limiter) Decide(ctx context.Context, key, tier string) Decision {
 		switch {
 		case a.ok:
 			st := l.state(l.cfg.Policies[i].Name, rates[i], a.Context)
+			if hits[i].peek {
+				// A read is over the limit once the count reaches it: the
+				// next counted request would exceed it.
+				st.Reached = a.Remaining <= 0
+			}
 			l.counters[i].verdict(st.Reached)
 			states = append(states, st)
 		case l.cfg.FailOpen:
@@ -314,6 +339,30 @@ func (l *Limiter) Decide(ctx context.Context, key, tier string) Decision {
 	d = verdict([]State{st})
 	d.PolicyField, d.FailedOpen, d.Err = l.emergencyField, true, storeErr
 	return d
+}
+
+// CountsStatus reports whether a request answered with status is counted
+// after the fact (see CountAfter).
+func (l *Limiter) CountsStatus(status int) bool {
+	_, ok := l.after[status]
+	return ok
+}
+
+// CountAfter counts one request of key, whose user is of tier, that was
+// answered with status, against the policies that count that status. A
+// store failure only loses the count: it is returned for logs.
+func (l *Limiter) CountAfter(ctx context.Context, key, tier string, status int) error {
+	idx := l.after[status]
+	if len(idx) == 0 {
+		return nil
+	}
+	hits := make([]hit, len(idx))
+	for j, i := range idx {
+		p := l.cfg.Policies[i]
+		hits[j] = hit{key: p.Name + ":" + key, rate: p.RateFor(tier).limiterRate()}
+	}
+	_, err := l.cfg.Store.getAll(ctx, hits, l.cfg.Timeout)
+	return err
 }
 
 // state turns the store's answer into what a response advertises.

@@ -33,6 +33,11 @@ var (
 		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25},
 	}, []string{"store"})
 
+	denialsUnlogged = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "gateway_ratelimit_denials_unlogged_total",
+		Help: "Requests refused with 429 that were kept out of the access log (over the handler's log_denied rate); all are counted in gateway_ratelimit_decisions_total.",
+	})
+
 	breakerState = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "gateway_ratelimit_store_breaker_state",
 		Help: "1 for the current state (closed, open, half-open) of the circuit breaker around a rate-limit store, 0 for the others.",
@@ -40,7 +45,7 @@ var (
 )
 
 func collectors() []prometheus.Collector {
-	return []prometheus.Collector{decisions, storeErrors, storeDuration, breakerState}
+	return []prometheus.Collector{decisions, storeErrors, storeDuration, denialsUnlogged, breakerState}
 }
 
 // policyCounters are one policy's decision counters, resolved once so that

@@ -79,6 +79,12 @@ type Policy struct {
 	Rate Rate
 	// Tiers maps a tier (e.g. "pro") to its limit per Rate.Window.
 	Tiers map[string]int64
+	// CountStatuses, when set, makes the policy count only requests that
+	// the rest of the route refuses with one of these statuses (e.g. 401
+	// from authenticate): Decide only reads its count, refusing a key that
+	// is at its limit before any work is spent on the request, and
+	// CountAfter adds the hit once the status is known.
+	CountStatuses []int
 }
 
 // RateFor returns the rate that applies to users of tier.

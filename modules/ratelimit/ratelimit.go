@@ -18,6 +18,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/ulule/limiter/v3"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -38,6 +39,9 @@ const (
 	DefaultTimeout = 50 * time.Millisecond
 	FailOpen       = "fail_open"
 	FailClosed     = "fail_closed"
+	// DefaultLogDenied is LogDenied's default; LogDeniedOff logs every refusal.
+	DefaultLogDenied = "10/s"
+	LogDeniedOff     = "off"
 )
 
 // ExceededPlaceholder names the policy that refused a request.
@@ -87,8 +91,18 @@ type RateLimit struct {
 	// gateway instances a client may get up to N times this. Default: the
 	// first policy's default rate.
 	Emergency string `json:"emergency,omitempty"`
+	// LogDenied is how many refused requests per window this handler lets
+	// into the access log, e.g. "10/s"; the others are not logged, so a
+	// flood of refused requests cannot flood the logs. Every refusal is
+	// still counted in gateway_ratelimit_decisions_total, and those not
+	// logged in gateway_ratelimit_denials_unlogged_total. "off" logs them
+	// all. Default: 10/s.
+	LogDenied string `json:"log_denied,omitempty"`
 
 	limiter   *Limiter
+	logLimit  limiter.Store
+	logRate   limiter.Rate
+	logKey    string
 	storeName string
 	held      []string
 }
@@ -104,6 +118,12 @@ type PolicyConfig struct {
 	Rate string `json:"rate"`
 	// Tiers maps a tier to its limit over the same window, e.g. {"pro": 50}.
 	Tiers map[string]int64 `json:"tiers,omitempty"`
+	// CountStatuses makes the policy count only the requests that the rest
+	// of the route refuses with one of these statuses, e.g. [401]: a limit
+	// on failed authentications, checked before authentication runs, so a
+	// client at its limit is refused without costing a verification.
+	// Default: every request counts.
+	CountStatuses []int `json:"count_statuses,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -125,6 +145,7 @@ func (h *RateLimit) Provision(ctx caddy.Context) error {
 	h.Tier = cmpOr(h.Tier, DefaultTier)
 	h.Timeout = cmpOr(h.Timeout, caddy.Duration(DefaultTimeout))
 	h.OnStoreError = cmpOr(h.OnStoreError, FailOpen)
+	h.LogDenied = cmpOr(h.LogDenied, DefaultLogDenied)
 
 	policies, err := h.policies()
 	if err != nil {
@@ -134,6 +155,12 @@ func (h *RateLimit) Provision(ctx caddy.Context) error {
 	if h.Emergency != "" {
 		if emergency, err = ParseRate(h.Emergency); err != nil {
 			return fmt.Errorf("rate_limit: emergency: %w", err)
+		}
+	}
+	var logRate Rate
+	if h.LogDenied != LogDeniedOff {
+		if logRate, err = ParseRate(h.LogDenied); err != nil {
+			return fmt.Errorf("rate_limit: log_denied: %w", err)
 		}
 	}
 	spec, err := h.Store.resolve(caddy.NewReplacer())
@@ -147,6 +174,11 @@ func (h *RateLimit) Provision(ctx caddy.Context) error {
 	local, err := h.acquire(storeSpec{key: memoryKey})
 	if err != nil {
 		return err
+	}
+	if h.LogDenied != LogDeniedOff {
+		// Counted in this process: a log line is written by this process.
+		h.logLimit, h.logRate = local.Backend, logRate.limiterRate()
+		h.logKey = "log_denied:" + logRate.String() + ":" + policies[0].Name
 	}
 	h.storeName = store.Name
 	h.limiter = New(Config{
@@ -210,6 +242,7 @@ func (h *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 	case Denied:
 		w.Header().Set("Retry-After", strconv.FormatInt(d.RetryAfter, 10))
 		repl.Set(ExceededPlaceholder, d.Exceeded)
+		h.sampleLog(r)
 		return problem.WithExtensions(http.StatusTooManyRequests, "rate-limited",
 			"Too many requests: retry after the number of seconds in Retry-After.",
 			map[string]any{"policy": d.Exceeded, "retry_after": d.RetryAfter}, nil)
@@ -219,7 +252,14 @@ func (h *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 			"The request cannot be counted against its rate limit right now: retry after the number of seconds in Retry-After.",
 			map[string]any{"retry_after": d.RetryAfter}, d.Err)
 	}
-	return next.ServeHTTP(w, r)
+	err := next.ServeHTTP(w, r)
+	var he caddyhttp.HandlerError
+	if err != nil && errors.As(err, &he) && h.limiter.CountsStatus(he.StatusCode) {
+		if cerr := h.limiter.CountAfter(r.Context(), id, repl.ReplaceAll(h.Tier, ""), he.StatusCode); cerr != nil {
+			telemetry.LogFields(r, zap.String("ratelimit_count_error", cerr.Error()))
+		}
+	}
+	return err
 }
 
 // Cleanup releases the stores; the last config to let go of one closes it.
@@ -232,6 +272,20 @@ func (h *RateLimit) Cleanup() error {
 	}
 	h.held = nil
 	return errors.Join(errs...)
+}
+
+// sampleLog keeps a refused request out of the access log once LogDenied
+// lines have been let through in the current window.
+func (h *RateLimit) sampleLog(r *http.Request) {
+	if h.logLimit == nil {
+		return
+	}
+	lc, err := h.logLimit.Get(r.Context(), h.logKey, h.logRate)
+	if err == nil && !lc.Reached {
+		return
+	}
+	caddyhttp.SetVar(r.Context(), caddyhttp.LogSkipVar, true)
+	denialsUnlogged.Inc()
 }
 
 // policies reads the policy configs.
@@ -258,7 +312,12 @@ func (h *RateLimit) policies() ([]Policy, error) {
 				return nil, fmt.Errorf("rate_limit: policy %q: tier %q: limit %d must be positive", pc.Name, tier, n)
 			}
 		}
-		out = append(out, Policy{Name: pc.Name, Rate: rate, Tiers: pc.Tiers})
+		for _, status := range pc.CountStatuses {
+			if status < 100 || status > 599 {
+				return nil, fmt.Errorf("rate_limit: policy %q: count_status %d is not an HTTP status", pc.Name, status)
+			}
+		}
+		out = append(out, Policy{Name: pc.Name, Rate: rate, Tiers: pc.Tiers, CountStatuses: pc.CountStatuses})
 	}
 	return out, nil
 }

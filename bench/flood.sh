@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# An unauthenticated flood from one client address against authenticated
+# users, all in one run on this machine (issue 11): users alone, then the same
+# users while one address sends garbage bearer tokens as fast as it can. The
+# gateway runs the shipped Caddyfile with its default per-IP limits
+# (GATEWAY_RATE_IP_AUTH_FAILURES), except the per-IP ceiling and per-user
+# limits, raised so that they do not refuse the users' own load. Each client's
+# address comes from X-Forwarded-For (loopback is a trusted proxy).
+#
+# Prints the users' p95 latency without and with the flood and their ratio,
+# the flood's responses by status, and the access-log and audit lines the
+# flood caused. Fails when the ratio is above BENCH_MAX_P95_RATIO (default 2)
+# or the flood wrote more than 200 log lines plus 1 per 10 of its requests.
+#
+# Usage: bench/flood.sh [duration (default 10s)] [user connections (default 4)] [flood connections (default 16)]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration="${1:-10s}"
+user_conns="${2:-4}"
+flood_conns="${3:-16}"
+max_ratio="${BENCH_MAX_P95_RATIO:-2}"
+
+./deploy/install-deps.sh
+mkdir -p bin
+go build -o bin/gateway ./gateway
+go build -o bin/scoring ./backends/scoring
+
+# shellcheck source=bench/common.sh
+. bench/common.sh
+
+signing_secret="$work/signing.key"
+head -c 48 /dev/urandom | base64 >"$signing_secret"
+be_port=$(free_port)
+SCORING_SIGNING_KEYS="bench-1:$signing_secret" bin/scoring -addr "127.0.0.1:$be_port" -admin-addr "127.0.0.1:$(free_port)" >"$work/scoring.log" 2>&1 &
+pids+=($!)
+wait_http "http://127.0.0.1:$be_port/healthz"
+
+export GATEWAY_JWT_SECRET
+GATEWAY_JWT_SECRET="$(head -c 32 /dev/urandom | base64)"
+port=$(free_port)
+env XDG_DATA_HOME="$work/data" XDG_CONFIG_HOME="$work/config" \
+	GATEWAY_SIGNING_KEY_ID=bench-1 GATEWAY_SIGNING_SECRET_FILE="$signing_secret" \
+	GATEWAY_RATE_BURST=1000000/s GATEWAY_RATE_SUSTAINED=100000000/m GATEWAY_RATE_IP_CEILING=1000000/s \
+	SCORING_UPSTREAMS="127.0.0.1:$be_port" GATEWAY_HTTPS_PORT="$port" GATEWAY_PUBLIC_HTTPS_PORT="$port" \
+	GATEWAY_HTTP_PORT="$(free_port)" GATEWAY_METRICS_ADDR="127.0.0.1:$(free_port)" GATEWAY_ADMIN_ADDR="127.0.0.1:$(free_port)" \
+	bin/gateway run --config Caddyfile --adapter caddyfile >"$work/gateway.log" 2>&1 &
+pids+=($!)
+wait_http "https://localhost:$port/healthz" -k
+token=$(bin/gateway issue-token --sub bench-user --tier free --ttl 2h)
+target="https://localhost:$port/v1/users/bench-user/scores"
+users() { WRK_AUTH="Bearer $token" WRK_XFF=198.51.100.10 wrk -t 2 -c "$user_conns" -d "$duration" -s bench/flood.lua "$target" | tail -1; }
+flood() { WRK_AUTH="Bearer garbage.garbage.garbage" WRK_XFF=203.0.113.66 wrk -t 2 -c "$flood_conns" -d "$duration" -s bench/flood.lua "$target" | tail -1; }
+
+users >/dev/null # warm-up: connections, TLS sessions, the token cache
+alone=$(users)
+lines_before=$(grep -c '"client_ip":"203.0.113.66"' "$work/gateway.log" || true)
+flood >"$work/flood.out" &
+flood_pid=$!
+with=$(users)
+wait "$flood_pid"
+flooded=$(cat "$work/flood.out")
+sleep 1 # the buffered access log is written every 100ms
+flood_lines=$(($(grep -c '"client_ip":"203.0.113.66"' "$work/gateway.log" || true) - lines_before))
+
+p95() { sed -E 's/.*p95_ms=([0-9.]+).*/\1/' <<<"$1"; }
+flood_requests=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$flooded")
+ratio=$(python3 -c "print(round($(p95 "$with") / max($(p95 "$alone"), 0.001), 2))")
+echo "users alone:       $alone"
+echo "users under flood: $with"
+echo "flood:             $flooded"
+echo "p95 ratio (under flood / alone): $ratio (at most $max_ratio)"
+echo "log lines (access + audit) for the flooding address: $flood_lines for $flood_requests requests"
+fail=0
+python3 -c "import sys; sys.exit(0 if $ratio <= $max_ratio else 1)" || { echo "FAIL: users' p95 moved more than ${max_ratio}x" >&2; fail=1; }
+[ "$flood_lines" -le $((flood_requests / 10 + 200)) ] || { echo "FAIL: the flood wrote a log line per request" >&2; fail=1; }
+exit "$fail"
