@@ -98,23 +98,8 @@ func DashboardExprs(dir string) ([]Expr, error) {
 	if err != nil {
 		return nil, err
 	}
-	var exprs []Expr
+	exprs := panelExprs(dashboards, SubstituteVariables)
 	for file, d := range dashboards {
-		for _, p := range d.AllPanels() {
-			for _, t := range p.Targets {
-				ds := t.Datasource
-				if ds == nil {
-					ds = p.Datasource
-				}
-				if t.Expr == "" || (ds != nil && ds.Type != "prometheus") {
-					continue
-				}
-				exprs = append(exprs, Expr{
-					Source: fmt.Sprintf("%s panel %q query %s", file, p.Title, t.RefID),
-					Query:  SubstituteVariables(t.Expr),
-				})
-			}
-		}
 		for _, v := range d.Templating.List {
 			if v.Type != "query" || (v.Datasource != nil && v.Datasource.Type != "prometheus") {
 				continue
@@ -130,6 +115,45 @@ func DashboardExprs(dir string) ([]Expr, error) {
 		}
 	}
 	return exprs, nil
+}
+
+// PanelQueries returns the PromQL of every Prometheus panel query of the
+// dashboards in dir, ready to run on a real Prometheus: intervals become
+// 1m and every other variable matches anything (".*"), as "All" does.
+func PanelQueries(dir string) ([]Expr, error) {
+	dashboards, err := LoadDashboards(dir)
+	if err != nil {
+		return nil, err
+	}
+	return panelExprs(dashboards, func(q string) string {
+		q = builtinNumberRE.ReplaceAllString(q, "60")
+		q = builtinDurationRE.ReplaceAllString(q, "1m")
+		return variableRE.ReplaceAllString(q, ".*")
+	}), nil
+}
+
+// panelExprs returns the Prometheus queries of every panel, each passed
+// through substitute.
+func panelExprs(dashboards map[string]Dashboard, substitute func(string) string) []Expr {
+	var exprs []Expr
+	for file, d := range dashboards {
+		for _, p := range d.AllPanels() {
+			for _, t := range p.Targets {
+				ds := t.Datasource
+				if ds == nil {
+					ds = p.Datasource
+				}
+				if t.Expr == "" || (ds != nil && ds.Type != "prometheus") {
+					continue
+				}
+				exprs = append(exprs, Expr{
+					Source: fmt.Sprintf("%s panel %q query %s", file, p.Title, t.RefID),
+					Query:  substitute(t.Expr),
+				})
+			}
+		}
+	}
+	return exprs
 }
 
 var (
