@@ -1,10 +1,15 @@
 # The two commands the README promises: `make run` and `make test`.
 GO ?= go
 
-.PHONY: run test build bench bench-auth deps vet unit fuzz
+.PHONY: run observe test build bench bench-auth deps vet unit fuzz
 
 run:
 	./deploy/run-local.sh
+
+# make run plus Debian's Prometheus and Alertmanager with the shipped rules
+# and config, receivers writing to .run/alerts.log (alerts/README.md).
+observe: deps
+	OBSERVE=1 ./deploy/run-local.sh
 
 test: deps vet unit fuzz
 

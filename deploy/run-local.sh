@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Builds and runs the demo scoring backend and the gateway in front of it,
 # with the embedded defaults (local CA, in-memory limiter store). Ctrl-C stops both.
+# OBSERVE=1 (make observe) also starts Debian's Prometheus and Alertmanager
+# with the shipped rules and Alertmanager config, every receiver writing to
+# .run/alerts.log instead of paging anyone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,6 +48,46 @@ pids+=($!)
 bin/gateway run --config Caddyfile --adapter caddyfile >.run/gateway.log 2>&1 &
 pids+=($!)
 
+if [ "${OBSERVE:-}" = 1 ]; then
+	prom_addr="${OBSERVE_PROMETHEUS_ADDR:-127.0.0.1:9090}"
+	am_addr="${OBSERVE_ALERTMANAGER_ADDR:-127.0.0.1:9093}"
+	log_addr="${OBSERVE_ALERT_LOG_ADDR:-127.0.0.1:9095}"
+	metrics_addr="${GATEWAY_METRICS_ADDR:-127.0.0.1:9180}"
+	obs="$PWD/.run/observe"
+	mkdir -p "$obs"
+	cat >"$obs/prometheus.yml" <<YAML
+global:
+  scrape_interval: 5s
+  evaluation_interval: 5s
+  # Dashboard links in alerts (alerts/README.md): the compose stack's Grafana.
+  external_labels: {grafana_url: "${OBSERVE_GRAFANA_URL:-http://localhost:3000}"}
+rule_files: ["$PWD/alerts/rules/*.yml"]
+alerting:
+  alertmanagers: [{static_configs: [{targets: ["$am_addr"]}]}]
+scrape_configs:
+  - job_name: gateway
+    static_configs: [{targets: ["$metrics_addr"]}]
+YAML
+	# The shipped routing, grouping and inhibition; receivers (the file's
+	# last section) replaced by the local log.
+	sed '/^receivers:/,$d' alerts/alertmanager.yml >"$obs/alertmanager.yml"
+	cat >>"$obs/alertmanager.yml" <<YAML
+receivers:
+  - {name: pagerduty, webhook_configs: [{url: "http://$log_addr/pagerduty", send_resolved: true}]}
+  - {name: ticket, webhook_configs: [{url: "http://$log_addr/ticket", send_resolved: true}]}
+  - {name: heartbeat, webhook_configs: [{url: "http://$log_addr/heartbeat", send_resolved: false}]}
+YAML
+	: >.run/alerts.log
+	deploy/alert-log.py "$log_addr" .run/alerts.log >.run/alert-log.log 2>&1 &
+	pids+=($!)
+	prometheus-alertmanager --config.file="$obs/alertmanager.yml" --storage.path="$obs/alertmanager" \
+		--web.listen-address="$am_addr" --cluster.listen-address= >.run/alertmanager.log 2>&1 &
+	pids+=($!)
+	prometheus --config.file="$obs/prometheus.yml" --storage.tsdb.path="$obs/prometheus" \
+		--web.listen-address="$prom_addr" >.run/prometheus.log 2>&1 &
+	pids+=($!)
+fi
+
 root="$XDG_DATA_HOME/caddy/pki/authorities/local/root.crt"
 for _ in $(seq 1 100); do
 	if [ -f "$root" ] && curl -sf --cacert "$root" "https://localhost:$https_port/healthz" >/dev/null 2>&1; then
@@ -74,4 +117,22 @@ Try it (a token for user "demo", valid for an hour; more: bin/gateway issue-toke
 
 Press Ctrl-C to stop.
 MSG
+if [ "${OBSERVE:-}" = 1 ]; then
+	cat <<MSG
+
+Monitoring (shipped rules and Alertmanager config; nothing leaves the machine):
+  prometheus    http://$prom_addr   (targets: /targets, rules: /rules, alerts: /alerts)
+  alertmanager  http://$am_addr
+  alerts log    .run/alerts.log   (what would page, ticket or heartbeat: tail -f it)
+  logs          .run/prometheus.log  .run/alertmanager.log
+
+Keep traffic flowing (alerts are ratios of it), then inject a fault and watch it page; the production
+windows apply, so a page takes minutes (alerts/README.md lists how many):
+  while sleep 0.2; do curl -s -o /dev/null --cacert $root -H "Authorization: Bearer $token" https://localhost:$https_port/v1/users/demo/scores; done &
+  curl -X PUT -d '{"outage":true}' http://127.0.0.1:9002/faults      # backend dead
+  curl -X PUT -d '{"error_rate":0.5,"error_status":500}' http://127.0.0.1:9002/faults
+  curl -X DELETE http://127.0.0.1:9002/faults                         # all clear
+Dashboards need Grafana: the compose stack (deploy/) provisions dashboards/ against this Prometheus.
+MSG
+fi
 wait -n "${pids[@]}"
