@@ -281,11 +281,13 @@ func scenarioTraffic(t *testing.T, gw *e2e.Gateway) {
 	})
 	every(500*time.Millisecond, func(int) { send("/v1/users/oncall-u0/scores", nil) })
 	greedy := gw.Bearer(t, "oncall-greedy", "free")
+	invalid := gw.Bearer(t, "oncall-invalid", "free")
 	every(3*time.Second, func(int) {
 		for range 6 {
 			send("/v1/users/oncall-greedy/scores", greedy)
 		}
-		send("/v1/users/oncall-greedy/scores?limit=many", greedy)
+		// Its own user: the greedy one is refused before validation.
+		send("/v1/users/oncall-invalid/scores?limit=many", invalid)
 	})
 	t.Cleanup(func() { cancel(); wg.Wait() })
 }
