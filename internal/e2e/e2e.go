@@ -143,6 +143,12 @@ func (p *Process) WaitExit(timeout time.Duration) bool {
 	}
 }
 
+// Kill ends the process with SIGKILL, as a crash would, and waits for it.
+func (p *Process) Kill() {
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
 // Exited reports whether the process has ended.
 func (p *Process) Exited() bool {
 	select {

@@ -23,15 +23,37 @@ type Server struct {
 	Addr string
 
 	bin, dir string
-	mu       sync.Mutex
-	cmd      *exec.Cmd
-	done     chan struct{}
-	out      *logBuffer
+	// args are redis-server's arguments, the same on every (re)start.
+	args []string
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+	out  *logBuffer
 }
 
 // Start runs redis-server and waits until it answers PING. The test is
 // skipped when redis-server is not installed.
 func Start(t testing.TB) *Server {
+	t.Helper()
+	return startServer(t, "redis-server")
+}
+
+// startServer runs redis-server with the usual throwaway settings and extra
+// arguments; name tells the servers of a cluster apart in a failed test's log.
+func startServer(t testing.TB, name string, extra ...string) *Server {
+	t.Helper()
+	s := newServer(t, name)
+	_, port, _ := net.SplitHostPort(s.Addr)
+	s.args = append([]string{
+		"--port", port, "--bind", "127.0.0.1", "--dir", s.dir,
+		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"}, extra...)
+	s.start(t)
+	return s
+}
+
+// newServer prepares a server on a free port, killed when the test ends;
+// the caller sets its arguments and starts it.
+func newServer(t testing.TB, name string) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -41,10 +63,9 @@ func Start(t testing.TB) *Server {
 	t.Cleanup(func() {
 		s.Kill()
 		if t.Failed() {
-			t.Logf("--- redis-server output ---\n%s", s.out.String())
+			t.Logf("--- %s %s output ---\n%s", name, s.Addr, s.out.String())
 		}
 	})
-	s.start(t)
 	return s
 }
 
@@ -53,10 +74,7 @@ func (s *Server) URL() string { return "redis://" + s.Addr }
 
 func (s *Server) start(t testing.TB) {
 	t.Helper()
-	_, port, _ := net.SplitHostPort(s.Addr)
-	cmd := exec.Command(s.bin,
-		"--port", port, "--bind", "127.0.0.1", "--dir", s.dir,
-		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning")
+	cmd := exec.Command(s.bin, s.args...)
 	cmd.Stdout, cmd.Stderr = s.out, s.out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting redis-server: %v", err)
