@@ -23,6 +23,9 @@ vet:
 
 unit:
 	$(GO) test -race -count=1 -timeout 40m ./...
+	# The Helm chart's checks: a module of their own, so that Helm's
+	# dependencies stay out of the gateway's go.mod.
+	cd deploy/helm/test && $(GO) test -count=1 -timeout 20m ./...
 
 # Short, bounded fuzzing of every parser that takes client input; longer runs:
 # FUZZTIME=10m make fuzz. The default is a count of executions, not a
