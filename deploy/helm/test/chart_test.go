@@ -6,11 +6,13 @@ package test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"helm.sh/helm/v3/pkg/action"
@@ -147,9 +149,20 @@ func checkDeployment(t *testing.T, d *appsv1.Deployment) {
 	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil {
 		t.Fatalf("no preStop sleep: %+v", c.Lifecycle)
 	}
-	grace := c.Lifecycle.PreStop.Sleep.Seconds
-	if pod.TerminationGracePeriodSeconds == nil || *pod.TerminationGracePeriodSeconds <= grace {
-		t.Errorf("terminationGracePeriodSeconds %v does not leave room after preStop's %ds", pod.TerminationGracePeriodSeconds, grace)
+	// The kubelet must not kill a drain that keeps its word: preStop, the
+	// gateway's shutdown delay and grace period all fit.
+	need := c.Lifecycle.PreStop.Sleep.Seconds
+	for _, e := range c.Env {
+		if e.Name == "GATEWAY_SHUTDOWN_DELAY" || e.Name == "GATEWAY_GRACE_PERIOD" {
+			d, err := time.ParseDuration(e.Value)
+			if err != nil {
+				t.Fatalf("%s=%q: %v", e.Name, e.Value, err)
+			}
+			need += int64(d.Seconds())
+		}
+	}
+	if got := pod.TerminationGracePeriodSeconds; got == nil || *got <= need {
+		t.Errorf("terminationGracePeriodSeconds %s, want more than preStop + shutdown delay + grace period = %ds", fmtSeconds(got), need)
 	}
 	if pod.SecurityContext.RunAsNonRoot == nil || !*pod.SecurityContext.RunAsNonRoot ||
 		c.SecurityContext.ReadOnlyRootFilesystem == nil || !*c.SecurityContext.ReadOnlyRootFilesystem {
@@ -160,6 +173,13 @@ func checkDeployment(t *testing.T, d *appsv1.Deployment) {
 			t.Errorf("%s is not taken from a Secret", e.Name)
 		}
 	}
+}
+
+func fmtSeconds(s *int64) string {
+	if s == nil {
+		return "unset"
+	}
+	return fmt.Sprintf("%ds", *s)
 }
 
 // checkCaddyfile: the ConfigMap holds the repository's Caddyfile, byte for byte.
