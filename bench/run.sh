@@ -192,6 +192,13 @@ for r in $(seq 1 "$rounds"); do
 	done
 done
 
+# Peak resident memory of each proxy over the whole run (VmHWM), since the
+# issue-15 target bounds the gateway's against stock Caddy's.
+for t in "${targets[@]}"; do
+	read -r proxy _ <<<"${serving[$t]}"
+	echo "peak RSS $t: $(awk '/^VmHWM/ {print int($2/1024) " MiB"}' "/proc/$proxy/status")"
+done
+
 python3 - "$work/results" <<'PY'
 import os, re, statistics, sys
 rows = {}
