@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lexiscore/gateway/backends/scoring/api"
+	"github.com/lexiscore/gateway/api"
 )
 
 const (
@@ -156,5 +156,5 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 // openAPI handles GET /openapi.yaml.
 func (s *server) openAPI(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/yaml")
-	_, _ = w.Write(api.OpenAPI)
+	_, _ = w.Write(api.Scoring)
 }

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lexiscore/gateway/backends/scoring/api"
+	"github.com/lexiscore/gateway/api"
 )
 
 func TestCreateScoreBothEncodings(t *testing.T) {
@@ -347,7 +347,7 @@ func TestHealthAndOpenAPI(t *testing.T) {
 		}
 	}
 	resp := ts.do(t, http.MethodGet, ts.api+"/openapi.yaml", nil, nil)
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/yaml" || !bytes.Equal(resp.body, api.OpenAPI) {
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/yaml" || !bytes.Equal(resp.body, api.Scoring) {
 		t.Errorf("GET /openapi.yaml = %d %q, want 200 application/yaml with the embedded document", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 	var admin struct{ Status string }

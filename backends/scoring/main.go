@@ -1,6 +1,6 @@
 // Command scoring is the demo LexiScore scoring backend that the gateway is
 // demonstrated and tested against. It serves the scoring API (see
-// api/openapi.yaml) with deterministic fake scores kept in memory, and an
+// api/scoring.yaml at the repository root) with deterministic fake scores kept in memory, and an
 // admin API that injects faults (latency, errors, outages, slow bodies) at
 // run time and reports what the scoring API received.
 //

@@ -12,7 +12,7 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/legacy"
 
-	"github.com/lexiscore/gateway/backends/scoring/api"
+	"github.com/lexiscore/gateway/api"
 )
 
 // Contract is an OpenAPI 3 document, validated and ready to route requests.
@@ -37,7 +37,7 @@ func LoadContract(ctx context.Context, path string) (*Contract, error) {
 		err error
 	)
 	if path == "" {
-		doc, err = loader.LoadFromData(api.OpenAPI)
+		doc, err = loader.LoadFromData(api.Scoring)
 	} else {
 		doc, err = loader.LoadFromFile(path)
 	}

@@ -63,7 +63,7 @@ func init() {
 
 func TestCaddyfileAdapt(t *testing.T) {
 	in := `:8080 {
-		openapi_validate backends/scoring/api/openapi.yaml {
+		openapi_validate api/scoring.yaml {
 			max_body 64KiB
 			max_upload 30MiB
 			route createScore {
@@ -79,7 +79,7 @@ func TestCaddyfileAdapt(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		`{"handler":"openapi_validate","max_body":65536,"max_upload":31457280,"routes":{"createScore":{"max_body":2097152}},"spec_file":"backends/scoring/api/openapi.yaml"}`,
+		`{"handler":"openapi_validate","max_body":65536,"max_upload":31457280,"routes":{"createScore":{"max_body":2097152}},"spec_file":"api/scoring.yaml"}`,
 		`{"handler":"openapi_spec"}`,
 	} {
 		if !bytes.Contains(out, []byte(want)) {

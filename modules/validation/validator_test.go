@@ -289,7 +289,7 @@ func TestViolationJSON(t *testing.T) {
 }
 
 func TestLoadContractFile(t *testing.T) {
-	if _, err := LoadContract(context.Background(), "../../backends/scoring/api/openapi.yaml"); err != nil {
+	if _, err := LoadContract(context.Background(), "../../api/scoring.yaml"); err != nil {
 		t.Fatalf("the repository's document: %v", err)
 	}
 	if _, err := LoadContract(context.Background(), "testdata/does-not-exist.yaml"); err == nil || !strings.Contains(err.Error(), "does-not-exist.yaml") {

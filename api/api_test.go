@@ -9,7 +9,7 @@ import (
 // TestOpenAPIValid loads the document the way the gateway does and checks that
 // it is a valid OpenAPI 3.0 document describing the expected operations.
 func TestOpenAPIValid(t *testing.T) {
-	doc, err := openapi3.NewLoader().LoadFromData(OpenAPI)
+	doc, err := openapi3.NewLoader().LoadFromData(Scoring)
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
