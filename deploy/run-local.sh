@@ -22,9 +22,16 @@ fi
 export GATEWAY_JWT_SECRET
 # A throwaway request-signing secret shared by gateway and backend, new on
 # every run, unless one is given: the backend refuses unsigned /v1 requests.
+# The backend reads it from a file, so a secret given in GATEWAY_SIGNING_SECRET
+# moves to one (the gateway takes a secret from one source, never two).
 if [ -z "${GATEWAY_SIGNING_SECRET_FILE:-}" ]; then
 	GATEWAY_SIGNING_SECRET_FILE="$PWD/.run/signing-secret"
-	(umask 077 && head -c 48 /dev/urandom | base64 >"$GATEWAY_SIGNING_SECRET_FILE")
+	if [ -n "${GATEWAY_SIGNING_SECRET:-}" ]; then
+		(umask 077 && printf '%s' "$GATEWAY_SIGNING_SECRET" >"$GATEWAY_SIGNING_SECRET_FILE")
+		unset GATEWAY_SIGNING_SECRET
+	else
+		(umask 077 && head -c 48 /dev/urandom | base64 >"$GATEWAY_SIGNING_SECRET_FILE")
+	fi
 fi
 export GATEWAY_SIGNING_SECRET_FILE GATEWAY_SIGNING_KEY_ID="${GATEWAY_SIGNING_KEY_ID:-gateway-1}"
 export SCORING_SIGNING_KEYS="${SCORING_SIGNING_KEYS:-$GATEWAY_SIGNING_KEY_ID:$GATEWAY_SIGNING_SECRET_FILE}"

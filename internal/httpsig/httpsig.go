@@ -5,8 +5,8 @@
 // It implements exactly one profile of RFC 9421 (HTTP Message Signatures)
 // with an RFC 9530 Content-Digest, not the whole RFC:
 //
-//   - algorithm hmac-sha256 with a shared secret of at least MinSecretLen
-//     bytes, named by a key ID so that keys rotate (a Verifier holds several);
+//   - algorithm hmac-sha256 with a shared secret that passes secret.Check,
+//     named by a key ID so that keys rotate (a Verifier holds several);
 //   - one signature, labelled Label, whose covered components are, in this
 //     order: "@method" "@authority" "@path" "@query" "content-digest", then whichever of
 //     "x-request-id" "x-auth-user-id" "x-auth-user-tier" "x-auth-user-tenant"
@@ -42,6 +42,8 @@ import (
 	"time"
 
 	"github.com/dunglas/httpsfv"
+
+	"github.com/lexiscore/gateway/internal/secret"
 )
 
 // The fixed parts of the profile.
@@ -50,9 +52,6 @@ const (
 	Algorithm = "hmac-sha256"
 	// Label names the signature in Signature-Input and Signature.
 	Label = "gateway"
-	// MinSecretLen is the shortest secret accepted, in bytes: the output
-	// size of SHA-256, as RFC 2104 recommends for HMAC keys.
-	MinSecretLen = 32
 	// maxNonceLen bounds the nonce a Verifier accepts, in bytes; the
 	// Signer's are 26.
 	maxNonceLen = 128
@@ -93,7 +92,6 @@ var (
 	// may, all still within the window: the request is refused, not
 	// accepted unremembered. It is a capacity problem, not a bad signature.
 	ErrReplayCacheFull = errors.New("too many recent signatures to remember")
-	errSecretTooWeak   = fmt.Errorf("secret is shorter than %d bytes", MinSecretLen)
 )
 
 // Reason returns a short, bounded label for a verification error, for logs
@@ -134,8 +132,8 @@ func (k Key) check() error {
 			return fmt.Errorf("key id %q: only printable ASCII is allowed", k.ID)
 		}
 	}
-	if len(k.Secret) < MinSecretLen {
-		return fmt.Errorf("key %q: %w", k.ID, errSecretTooWeak)
+	if err := secret.Check(k.Secret); err != nil {
+		return fmt.Errorf("key %q: %w", k.ID, err)
 	}
 	return nil
 }

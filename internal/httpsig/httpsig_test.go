@@ -21,8 +21,8 @@ import (
 
 var (
 	t0     = time.Unix(1_700_000_000, 0)
-	keyOld = Key{ID: "gw-old", Secret: []byte(strings.Repeat("o", 32))}
-	keyNew = Key{ID: "gw-new", Secret: []byte(strings.Repeat("n", 40))}
+	keyOld = Key{ID: "gw-old", Secret: []byte("old-9d2f7a1c4e8b3065f1a7c2e9d4b8063a")}
+	keyNew = Key{ID: "gw-new", Secret: []byte("new-5b8e2d4f7a9c1036e8b2d5f7a4c9e1b3d6f80a2c")}
 )
 
 // nonceParam matches the nonce parameter in Signature-Input.
@@ -400,10 +400,13 @@ func TestSignatureParamsAreCanonical(t *testing.T) {
 }
 
 func TestKeysAreChecked(t *testing.T) {
-	if _, err := NewSigner(Key{ID: "k", Secret: make([]byte, 31)}, nil); !errors.Is(err, errSecretTooWeak) {
+	if _, err := NewSigner(Key{ID: "k", Secret: []byte("0f9e8d7c6b5a49382716abcdef01234")}, nil); err == nil || !strings.Contains(err.Error(), "at least 32") {
 		t.Fatalf("31-byte secret: %v", err)
 	}
-	if _, err := NewSigner(Key{ID: "", Secret: make([]byte, 32)}, nil); err == nil {
+	if _, err := NewSigner(Key{ID: "k", Secret: []byte("changemechangemechangemechangeme")}, nil); err == nil {
+		t.Fatal("placeholder secret accepted: the rules of internal/secret apply to signing keys too")
+	}
+	if _, err := NewSigner(Key{ID: "", Secret: keyOld.Secret}, nil); err == nil {
 		t.Fatal("empty key id accepted")
 	}
 	if _, err := NewVerifier([]Key{keyOld, keyOld}, Options{}); err == nil {

@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
+
+	"github.com/lexiscore/gateway/internal/secret"
 )
 
 // ProblemTypeBase prefixes the problem types VerifyMiddleware answers with.
@@ -98,16 +99,6 @@ func detailOf(err error) string {
 	return "The request could not be verified."
 }
 
-// ReadSecretFile reads a secret from path; trailing line breaks (as left by
-// `openssl rand -base64 48 > file`) are not part of it.
-func ReadSecretFile(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	return []byte(strings.TrimRight(string(b), "\r\n")), nil
-}
-
 // ParseKeyFiles reads the keys named by spec, a comma-separated list of
 // keyid:secret_file pairs such as "gw-2025-01:/run/secrets/gw1,gw-2025-02:/run/secrets/gw2"
 // (the form of the backend's -signing-keys flag and SCORING_SIGNING_KEYS).
@@ -122,11 +113,11 @@ func ParseKeyFiles(spec string) ([]Key, error) {
 		if !ok || id == "" || path == "" {
 			return nil, fmt.Errorf("signing key %q: want keyid:secret_file", pair)
 		}
-		secret, err := ReadSecretFile(path)
+		key, err := secret.Read("", path)
 		if err != nil {
 			return nil, fmt.Errorf("signing key %q: %w", id, err)
 		}
-		k := Key{ID: id, Secret: secret}
+		k := Key{ID: id, Secret: key}
 		if err := k.check(); err != nil {
 			return nil, fmt.Errorf("signing key %q from %s: %w", id, path, err)
 		}

@@ -14,6 +14,8 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/spf13/cobra"
+
+	"github.com/lexiscore/gateway/internal/secret"
 )
 
 func init() {
@@ -77,15 +79,15 @@ type TokenOptions struct {
 	TTL    time.Duration
 }
 
-// IssueToken signs an HS256 token for o with secret, valid from now.
-func IssueToken(secret []byte, o TokenOptions, now time.Time) (string, error) {
+// IssueToken signs an HS256 token for o with key, valid from now.
+func IssueToken(key []byte, o TokenOptions, now time.Time) (string, error) {
 	if o.Subject == "" {
 		return "", errors.New("the subject (--sub) is required")
 	}
 	if o.TTL <= 0 {
 		return "", fmt.Errorf("the ttl %s is not positive", o.TTL)
 	}
-	if err := CheckHMACSecret(secret); err != nil {
+	if err := secret.Check(key); err != nil {
 		return "", err
 	}
 	claims := jwt.MapClaims{
@@ -107,16 +109,16 @@ func IssueToken(secret []byte, o TokenOptions, now time.Time) (string, error) {
 	if o.KeyID != "" {
 		t.Header["kid"] = o.KeyID
 	}
-	return t.SignedString(secret)
+	return t.SignedString(key)
 }
 
 func cmdIssueToken(fs caddycmd.Flags) (int, error) {
 	env := fs.String("secret-env")
-	secret, ok := os.LookupEnv(env)
-	if !ok {
-		return caddy.ExitCodeFailedStartup, fmt.Errorf("environment variable %s is not set", env)
+	key, err := secret.Read(env, "")
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("issue-token: %w", err)
 	}
-	token, err := IssueToken([]byte(secret), TokenOptions{
+	token, err := IssueToken(key, TokenOptions{
 		Subject:  fs.String("sub"),
 		Tier:     fs.String("tier"),
 		Tenant:   fs.String("tenant"),

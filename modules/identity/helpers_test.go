@@ -15,7 +15,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// testSecret passes CheckHMACSecret; testNow is the fake clock's reading.
+// testSecret passes secret.Check; testNow is the fake clock's reading.
 var (
 	testSecret = []byte("k3J9vQ2xW7mZp4Ls8Tn1Rb6Yc0Hd5Fg+Ae/Uo=")
 	testNow    = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)

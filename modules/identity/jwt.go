@@ -1,7 +1,6 @@
 package identity
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,6 +11,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
 	"go.uber.org/zap"
+
+	"github.com/lexiscore/gateway/internal/secret"
 )
 
 // JWT accepts bearer tokens (Authorization: Bearer <jwt>) signed by one of
@@ -92,8 +93,8 @@ type KeyConfig struct {
 	// key, or certificate).
 	Type string `json:"type"`
 	// Env names an environment variable holding the key, or File a file;
-	// exactly one is set. A trailing newline of an HMAC secret file is
-	// dropped.
+	// only one may hold a value (internal/secret's rule for every secret).
+	// Trailing line breaks of a file are dropped.
 	Env  string `json:"env,omitempty"`
 	File string `json:"file,omitempty"`
 	// Algorithms narrows the algs accepted for this key. Default: every alg
@@ -167,11 +168,11 @@ func (j *JWT) Provision(ctx caddy.Context) error {
 		Cache:         cache,
 	}
 	if j.SecretEnv != "" {
-		secret, err := hmacSecret(j.SecretEnv, "")
+		material, err := secret.Load(j.SecretEnv, "")
 		if err != nil {
 			return fmt.Errorf("jwt: secret_env %s: %w", j.SecretEnv, err)
 		}
-		k, _ := newKey(secret, nil)
+		k, _ := newKey(material, nil)
 		cfg.Default = &k
 	}
 	for _, kc := range j.Keys {
@@ -296,13 +297,13 @@ func (kc KeyConfig) load() (Key, error) {
 	}
 	switch kc.Type {
 	case "hmac":
-		secret, err := hmacSecret(kc.Env, kc.File)
+		material, err := secret.Load(kc.Env, kc.File)
 		if err != nil {
 			return Key{}, err
 		}
-		return newKey(secret, kc.Algorithms)
+		return newKey(material, kc.Algorithms)
 	case "public_key":
-		data, err := readSource(kc.Env, kc.File)
+		data, err := secret.Read(kc.Env, kc.File)
 		if err != nil {
 			return Key{}, err
 		}
@@ -313,24 +314,6 @@ func (kc KeyConfig) load() (Key, error) {
 		return newKey(pub, kc.Algorithms)
 	}
 	return Key{}, fmt.Errorf("type %q is neither hmac nor public_key", kc.Type)
-}
-
-// hmacSecret reads a secret and refuses a weak one.
-func hmacSecret(env, file string) ([]byte, error) {
-	secret, err := readSource(env, file)
-	if err != nil {
-		if env != "" && errors.Is(err, errUnset) {
-			return nil, fmt.Errorf("%w (generate one: head -c 32 /dev/urandom | base64)", err)
-		}
-		return nil, err
-	}
-	if file != "" {
-		secret = bytes.TrimRight(secret, "\r\n")
-	}
-	if err := CheckHMACSecret(secret); err != nil {
-		return nil, err
-	}
-	return secret, nil
 }
 
 // Interface guards

@@ -9,51 +9,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 )
-
-// MinSecretBytes is the shortest HMAC secret accepted: 256 bits, the size of
-// HS256's output, below which a secret is easier to guess than the MAC.
-const MinSecretBytes = 32
-
-// weakSecretWords mark a secret copied from an example or left at a default.
-// Short words are left out: a random base64 secret would contain one too often.
-var weakSecretWords = []string{"changeme", "change_me", "change-me", "secret", "password", "default", "example", "replaceme", "insecure"}
-
-// minDistinctSecretBytes rejects secrets like "aaaa…" or "0101…": 32 random
-// bytes in base64 or hex have far more distinct characters than this.
-const minDistinctSecretBytes = 10
-
-// CheckHMACSecret returns why secret is unfit to sign tokens, or nil. Its
-// message never contains the secret.
-func CheckHMACSecret(secret []byte) error {
-	if len(secret) == 0 {
-		return errors.New("the HMAC secret is empty")
-	}
-	if len(secret) < MinSecretBytes {
-		return fmt.Errorf("the HMAC secret is %d bytes; at least %d are required (e.g. head -c 32 /dev/urandom | base64)", len(secret), MinSecretBytes)
-	}
-	lower := strings.ToLower(string(secret))
-	for _, w := range weakSecretWords {
-		if strings.Contains(lower, w) {
-			return fmt.Errorf("the HMAC secret looks like a placeholder (it contains %q); generate a random one", w)
-		}
-	}
-	var seen [256]bool
-	distinct := 0
-	for _, b := range secret {
-		if !seen[b] {
-			seen[b] = true
-			distinct++
-		}
-	}
-	if distinct < minDistinctSecretBytes {
-		return fmt.Errorf("the HMAC secret has only %d distinct bytes; generate a random one", distinct)
-	}
-	return nil
-}
 
 // Key is one verification key of the JWT provider.
 type Key struct {
@@ -107,31 +65,6 @@ func newKey(material any, only []string) (Key, error) {
 		algs = only
 	}
 	return Key{Material: material, Algorithms: algs}, nil
-}
-
-// errUnset is a key or secret whose environment variable is not set.
-var errUnset = errors.New("is not set")
-
-// readSource returns the bytes named by exactly one of env (an environment
-// variable's name) or file (a path).
-func readSource(env, file string) ([]byte, error) {
-	switch {
-	case env != "" && file != "":
-		return nil, errors.New("set either env or file, not both")
-	case env != "":
-		v, ok := os.LookupEnv(env)
-		if !ok || v == "" {
-			return nil, fmt.Errorf("environment variable %s %w", env, errUnset)
-		}
-		return []byte(v), nil
-	case file != "":
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return nil, fmt.Errorf("reading key file: %w", err)
-		}
-		return b, nil
-	}
-	return nil, errors.New("no env or file given")
 }
 
 // parsePublicKey reads the first PEM block of data: a PKIX public key

@@ -18,9 +18,10 @@ import (
 //		transport    <name> { ... }
 //	}
 //
-// secret_file wins over secret_env when both are set; secret_file without a
-// path (an unset environment variable such as {$GATEWAY_SIGNING_SECRET_FILE})
-// leaves it unset, so one Caddyfile serves both ways of passing the secret.
+// Only one of secret_file and secret_env's variable may hold a value;
+// secret_file without a path (an unset environment variable such as
+// {$GATEWAY_SIGNING_SECRET_FILE}) leaves it unset, so one Caddyfile serves
+// both ways of passing the secret.
 // The nested transport defaults to Caddy's http transport.
 func (t *Transport) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the transport's name

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/lexiscore/gateway/internal/httpsig"
 	"github.com/lexiscore/gateway/internal/proxytransport"
+	"github.com/lexiscore/gateway/internal/secret"
 	"github.com/lexiscore/gateway/internal/telemetry"
 )
 
@@ -49,8 +49,10 @@ type Transport struct {
 	// KeyID names the key in the signature's keyid parameter; the backend
 	// picks the secret by it. Required. Use a new ID for each new secret.
 	KeyID string `json:"key_id,omitempty"`
-	// SecretFile is a file holding the shared secret: at least 32 bytes,
-	// trailing line breaks ignored. Takes precedence over SecretEnv.
+	// SecretFile is a file holding the shared secret, trailing line breaks
+	// ignored. It must pass internal/secret's rules (at least 32 bytes, no
+	// placeholder, enough distinct bytes), like every secret of the gateway.
+	// Only one of the file and SecretEnv's variable may hold a value.
 	SecretFile string `json:"secret_file,omitempty"`
 	// SecretEnv names the environment variable holding the secret, read at
 	// provisioning, so that the secret never appears in the config (or in
@@ -88,15 +90,11 @@ func (t *Transport) Provision(ctx caddy.Context) error {
 	if t.KeyID == "" {
 		return errors.New("transport signed: key_id is required")
 	}
-	secret, source, err := t.secret()
+	key, err := secret.Load(t.SecretEnv, t.SecretFile)
 	if err != nil {
 		return fmt.Errorf("transport signed: %w", err)
 	}
-	if len(secret) < httpsig.MinSecretLen {
-		return fmt.Errorf("transport signed: the secret from %s is %d bytes long, at least %d are required",
-			source, len(secret), httpsig.MinSecretLen)
-	}
-	t.signer, err = httpsig.NewSigner(httpsig.Key{ID: t.KeyID, Secret: secret}, nil)
+	t.signer, err = httpsig.NewSigner(httpsig.Key{ID: t.KeyID, Secret: key}, nil)
 	if err != nil {
 		return fmt.Errorf("transport signed: key_id %q: %w", t.KeyID, err)
 	}
@@ -111,28 +109,6 @@ func (t *Transport) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("transport signed: %w", err)
 	}
 	return nil
-}
-
-// secret reads the secret and says where it came from, for errors.
-func (t *Transport) secret() (secret []byte, source string, err error) {
-	switch {
-	case t.SecretFile != "":
-		source = "secret_file " + t.SecretFile
-		secret, err = httpsig.ReadSecretFile(t.SecretFile)
-		if err != nil {
-			return nil, source, fmt.Errorf("%s: %w", source, err)
-		}
-	case t.SecretEnv != "":
-		source = "secret_env " + t.SecretEnv
-		v, ok := os.LookupEnv(t.SecretEnv)
-		if !ok || v == "" {
-			return nil, source, fmt.Errorf("%s: the environment variable is not set, and no secret_file is given", source)
-		}
-		secret = []byte(v)
-	default:
-		return nil, "", errors.New("secret_file or secret_env is required")
-	}
-	return secret, source, nil
 }
 
 // Validate checks the limits.

@@ -32,8 +32,8 @@ import (
 )
 
 var (
-	secret1 = strings.Repeat("1", 32)
-	secret2 = strings.Repeat("2", 48)
+	secret1 = "s1-7f3a9c2e5b8d1046a3f7c9e2b5d8014a"
+	secret2 = "s2-4c8e1a6f3b9d2570e4c8a1f6b3d9257e0c4a8f1b6d3e"
 )
 
 // outer is a test transport that wraps another, as the resilience
@@ -145,6 +145,7 @@ func TestCaddyfileAdapt(t *testing.T) {
 func TestProvisionRefusesBadSecrets(t *testing.T) {
 	t.Setenv("GW_TEST_SHORT", "short-secret")
 	t.Setenv("GW_TEST_EMPTY", "")
+	t.Setenv("GW_TEST_PLACEHOLDER", "changemechangemechangemechangeme")
 	short := writeSecret(t, "also-short")
 	cases := []struct {
 		name string
@@ -152,12 +153,14 @@ func TestProvisionRefusesBadSecrets(t *testing.T) {
 		want string
 	}{
 		{"no key id", Transport{SecretEnv: "GW_TEST_SHORT"}, "key_id is required"},
-		{"no secret", Transport{KeyID: "k"}, "secret_file or secret_env is required"},
-		{"unset variable", Transport{KeyID: "k", SecretEnv: "GW_TEST_UNSET_VARIABLE"}, "secret_env GW_TEST_UNSET_VARIABLE: the environment variable is not set"},
-		{"empty variable", Transport{KeyID: "k", SecretEnv: "GW_TEST_EMPTY"}, "secret_env GW_TEST_EMPTY"},
-		{"short variable", Transport{KeyID: "k", SecretEnv: "GW_TEST_SHORT"}, "the secret from secret_env GW_TEST_SHORT is 12 bytes long, at least 32"},
-		{"missing file", Transport{KeyID: "k", SecretFile: "/no/such/secret"}, "secret_file /no/such/secret"},
-		{"short file", Transport{KeyID: "k", SecretFile: short}, "the secret from secret_file " + short + " is 10 bytes long"},
+		{"no secret", Transport{KeyID: "k"}, "neither an environment variable nor a file is given"},
+		{"unset variable", Transport{KeyID: "k", SecretEnv: "GW_TEST_UNSET_VARIABLE"}, "environment variable GW_TEST_UNSET_VARIABLE is not set"},
+		{"empty variable", Transport{KeyID: "k", SecretEnv: "GW_TEST_EMPTY"}, "environment variable GW_TEST_EMPTY is not set"},
+		{"short variable", Transport{KeyID: "k", SecretEnv: "GW_TEST_SHORT"}, "environment variable GW_TEST_SHORT: the secret is 12 bytes; at least 32"},
+		{"placeholder variable", Transport{KeyID: "k", SecretEnv: "GW_TEST_PLACEHOLDER"}, "looks like a placeholder"},
+		{"missing file", Transport{KeyID: "k", SecretFile: "/no/such/secret"}, "/no/such/secret"},
+		{"short file", Transport{KeyID: "k", SecretFile: short}, "file " + short + ": the secret is 10 bytes"},
+		{"file and variable both set", Transport{KeyID: "k", SecretFile: short, SecretEnv: "GW_TEST_SHORT"}, "set only one"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
