@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lexiscore/gateway/internal/problemjson"
 )
 
 // waitTimeout bounds every wait of the tests; conditions are polled, never
@@ -195,7 +197,7 @@ func decodeJSON(t *testing.T, resp response, status int, v any) {
 
 // checkProblem checks that resp is a problem document with the given status
 // and type slug, and returns it.
-func checkProblem(t *testing.T, resp response, status int, typ string) problem {
+func checkProblem(t *testing.T, resp response, status int, typ string) problemjson.Document {
 	t.Helper()
 	if resp.StatusCode != status {
 		t.Fatalf("status = %d, want %d; body %s", resp.StatusCode, status, resp.body)
@@ -203,7 +205,7 @@ func checkProblem(t *testing.T, resp response, status int, typ string) problem {
 	if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
 		t.Fatalf("Content-Type = %q, want application/problem+json", ct)
 	}
-	var p problem
+	var p problemjson.Document
 	if err := json.Unmarshal(resp.body, &p); err != nil {
 		t.Fatalf("decode problem %s: %v", resp.body, err)
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+
+	"github.com/lexiscore/gateway/internal/problemjson"
 )
 
 // problemTypeBase prefixes the slug of every problem type; the README section
@@ -23,16 +25,6 @@ const (
 	probInjectedFault        = "injected-fault"
 	probInternal             = "internal"
 )
-
-// problem is an RFC 9457 problem document.
-type problem struct {
-	Type      string `json:"type"`
-	Title     string `json:"title"`
-	Status    int    `json:"status"`
-	Detail    string `json:"detail"`
-	Instance  string `json:"instance,omitempty"`
-	RequestID string `json:"request_id,omitempty"`
-}
 
 // apiError is an error a handler answers with a problem document. Detail is
 // shown to the client; err, if any, is only logged.
@@ -70,24 +62,7 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 
 // writeProblem sends a problem document carrying the request's correlation id.
 func writeProblem(w http.ResponseWriter, r *http.Request, status int, typ, detail string) {
-	body, err := json.Marshal(problem{
-		Type:      problemTypeBase + typ,
-		Title:     http.StatusText(status),
-		Status:    status,
-		Detail:    detail,
-		Instance:  r.URL.Path,
-		RequestID: r.Header.Get(requestIDHeader),
-	})
-	if err != nil {
-		// A struct of strings and an int always marshals.
-		panic(err)
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/problem+json")
-	h.Set("Cache-Control", "no-store")
-	h.Del("Content-Length")
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
+	problemjson.Write(w, r, status, problemTypeBase+typ, detail, r.Header.Get(requestIDHeader), nil)
 }
 
 // writeJSON sends v as a JSON document with the given status.

@@ -94,26 +94,43 @@ var (
 	ErrReplayCacheFull = errors.New("too many recent signatures to remember")
 )
 
+// reasons is the one table of verification errors: each sentinel with its
+// bounded label for logs and metrics. Its text is the client-facing detail.
+var reasons = []struct {
+	err   error
+	label string
+}{
+	{ErrUnsigned, "unsigned"}, {ErrMalformed, "malformed"}, {ErrAlgorithm, "algorithm"},
+	{ErrUnknownKey, "unknown_key"}, {ErrExpired, "expired"}, {ErrFuture, "future"},
+	{ErrCoverage, "coverage"}, {ErrAuthority, "authority"}, {ErrNoNonce, "no_nonce"},
+	{ErrBadSignature, "bad_signature"},
+	{ErrReplayed, "replayed"}, {ErrReplayCacheFull, "replay_cache_full"}, {ErrDigest, "digest"},
+	{ErrBodyTooLarge, "too_large"},
+}
+
 // Reason returns a short, bounded label for a verification error, for logs
 // and metrics: "unsigned", "malformed", "algorithm", "unknown_key",
 // "expired", "future", "coverage", "authority", "no_nonce", "bad_signature", "replayed",
 // "replay_cache_full", "digest", "too_large", or "error".
 func Reason(err error) string {
-	for _, r := range []struct {
-		err   error
-		label string
-	}{
-		{ErrUnsigned, "unsigned"}, {ErrMalformed, "malformed"}, {ErrAlgorithm, "algorithm"},
-		{ErrUnknownKey, "unknown_key"}, {ErrExpired, "expired"}, {ErrFuture, "future"},
-		{ErrCoverage, "coverage"}, {ErrAuthority, "authority"}, {ErrNoNonce, "no_nonce"}, {ErrBadSignature, "bad_signature"},
-		{ErrReplayed, "replayed"}, {ErrReplayCacheFull, "replay_cache_full"}, {ErrDigest, "digest"},
-		{ErrBodyTooLarge, "too_large"},
-	} {
+	for _, r := range reasons {
 		if errors.Is(err, r.err) {
 			return r.label
 		}
 	}
 	return "error"
+}
+
+// detailOf is the client-facing sentence for err: the sentinel's text only,
+// never the wrapped detail (which may echo header values).
+func detailOf(err error) string {
+	for _, r := range reasons {
+		if errors.Is(err, r.err) {
+			s := r.err.Error()
+			return strings.ToUpper(s[:1]) + s[1:] + "."
+		}
+	}
+	return "The request could not be verified."
 }
 
 // Key is one shared secret and the ID that names it in the keyid parameter.

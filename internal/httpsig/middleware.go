@@ -1,12 +1,12 @@
 package httpsig
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 
+	"github.com/lexiscore/gateway/internal/problemjson"
 	"github.com/lexiscore/gateway/internal/secret"
 )
 
@@ -65,38 +65,11 @@ func VerifyMiddleware(v *Verifier, exempt func(*http.Request) bool) func(http.Ha
 // writeProblem answers with an RFC 9457 document. err is one of the package
 // errors (possibly wrapped), whose text reveals nothing secret.
 func writeProblem(w http.ResponseWriter, r *http.Request, status int, typ string, err error) {
-	doc := map[string]any{
-		"type":     ProblemTypeBase + typ,
-		"title":    http.StatusText(status),
-		"status":   status,
-		"detail":   detailOf(err),
-		"instance": r.URL.Path,
-	}
+	var ext map[string]any
 	if status == http.StatusUnauthorized {
-		doc["reason"] = Reason(err)
+		ext = map[string]any{"reason": Reason(err)}
 	}
-	if id := r.Header.Get("X-Request-ID"); id != "" {
-		doc["request_id"] = id
-	}
-	out, _ := json.Marshal(doc)
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_, _ = w.Write(out)
-}
-
-// detailOf is the client-facing sentence for err: the sentinel's text only,
-// never the wrapped detail (which may echo header values).
-func detailOf(err error) string {
-	for _, e := range []error{ErrUnsigned, ErrMalformed, ErrAlgorithm, ErrUnknownKey, ErrExpired,
-		ErrFuture, ErrCoverage, ErrNoNonce, ErrBadSignature, ErrReplayed, ErrReplayCacheFull, ErrDigest,
-		ErrBodyTooLarge} {
-		if errors.Is(err, e) {
-			s := e.Error()
-			return strings.ToUpper(s[:1]) + s[1:] + "."
-		}
-	}
-	return "The request could not be verified."
+	problemjson.Write(w, r, status, ProblemTypeBase+typ, detailOf(err), r.Header.Get("X-Request-ID"), ext)
 }
 
 // ParseKeyFiles reads the keys named by spec, a comma-separated list of

@@ -1,11 +1,12 @@
 package problem
 
 import (
-	"encoding/json"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/lexiscore/gateway/internal/problemjson"
 )
 
 func init() {
@@ -47,32 +48,10 @@ func (h Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.H
 	return nil
 }
 
-// Write sends a problem document; members of ext never replace the standard ones.
+// Write sends a problem document with r's request ID; members of ext never
+// replace the standard ones.
 func Write(w http.ResponseWriter, r *http.Request, typeBase string, status int, typ, detail string, ext map[string]any) {
-	body := make(map[string]any, len(ext)+6)
-	for k, v := range ext {
-		body[k] = v
-	}
-	doc := Document{
-		Type:      typeBase + typ,
-		Title:     http.StatusText(status),
-		Status:    status,
-		Detail:    detail,
-		Instance:  r.URL.Path,
-		RequestID: RequestID(r),
-	}
-	body["type"], body["title"], body["status"] = doc.Type, doc.Title, doc.Status
-	body["detail"], body["instance"] = doc.Detail, doc.Instance
-	if doc.RequestID != "" {
-		body["request_id"] = doc.RequestID
-	}
-	out, _ := json.Marshal(body)
-	h := w.Header()
-	h.Set("Content-Type", "application/problem+json")
-	h.Set("Cache-Control", "no-store")
-	h.Del("Content-Length")
-	w.WriteHeader(status)
-	_, _ = w.Write(out)
+	problemjson.Write(w, r, status, typeBase+typ, detail, RequestID(r), ext)
 }
 
 // RequestID returns the correlation ID of r, or "" before one is assigned.

@@ -53,16 +53,6 @@ func WithExtensions(status int, typ, detail string, ext map[string]any, cause er
 	return caddyhttp.Error(status, &Error{Status: status, Type: typ, Detail: detail, Extensions: ext, Cause: cause})
 }
 
-// Document is the JSON body of a problem response.
-type Document struct {
-	Type      string `json:"type"`
-	Title     string `json:"title"`
-	Status    int    `json:"status"`
-	Detail    string `json:"detail,omitempty"`
-	Instance  string `json:"instance,omitempty"`
-	RequestID string `json:"request_id,omitempty"`
-}
-
 // genericDetails are the client-facing explanations for errors that carry no
 // problem Error of their own (Caddy's built-in handlers, reverse_proxy).
 var genericDetails = map[int]string{
