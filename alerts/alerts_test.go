@@ -22,8 +22,8 @@ import (
 	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
 
-	"github.com/lexiscore/gateway/internal/e2e"
-	"github.com/lexiscore/gateway/internal/promcheck"
+	"github.com/lexiscore/gateway/internal/testkit"
+	"github.com/lexiscore/gateway/internal/testkit/promcheck"
 )
 
 const (
@@ -283,7 +283,10 @@ func TestEveryAlertIsTestedBothWays(t *testing.T) {
 // gateway contains (testdata/metric-names.txt) and the recording rules
 // produce.
 func TestExpressionsNameRealMetrics(t *testing.T) {
-	known := knownMetrics(t)
+	known, err := promcheck.KnownFromList("..")
+	if err != nil {
+		t.Fatal(err)
+	}
 	exprs := promcheck.RuleExprs(loadRules(t))
 	block := regexp.MustCompile("(?s)```promql\n(.*?)```")
 	for _, f := range glob(t, "runbooks/*.md") {
@@ -298,27 +301,6 @@ func TestExpressionsNameRealMetrics(t *testing.T) {
 	for _, err := range promcheck.Check(exprs, known) {
 		t.Error(err)
 	}
-}
-
-// knownMetrics is the allowlist: the checked-in list of scraped series plus
-// what the recording rules produce. To check against a live scrape instead,
-// build it with promcheck.FromScrape on the body of the gateway's /metrics.
-func knownMetrics(t *testing.T) promcheck.Metrics {
-	t.Helper()
-	f, err := os.Open(filepath.Join("testdata", "metric-names.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	scraped, err := promcheck.ReadNameList(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	known, err := promcheck.Known("..", scraped)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return known
 }
 
 // amConfig is the part of alertmanager.yml the tests below read.
@@ -587,7 +569,7 @@ func startAlertmanager(t *testing.T, bin string) (addr string) {
 	if err := os.WriteFile(path, out, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr = e2e.FreeAddr(t)
+	addr = testkit.FreeAddr(t)
 	cmd := exec.Command(bin, "--config.file="+path, "--storage.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr, "--cluster.listen-address=")
 	var log bytes.Buffer
@@ -602,7 +584,7 @@ func startAlertmanager(t *testing.T, bin string) (addr string) {
 			t.Logf("alertmanager output:\n%s", log.String())
 		}
 	})
-	e2e.WaitFor(t, 30*time.Second, "alertmanager ready", func() error {
+	testkit.Eventually(t, "alertmanager ready", func() error {
 		resp, err := http.Get("http://" + addr + "/-/ready")
 		if err != nil {
 			return err

@@ -6,14 +6,12 @@
 package dashboards
 
 import (
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 
-	"gopkg.in/yaml.v3"
-
-	"github.com/lexiscore/gateway/internal/promcheck"
+	"github.com/lexiscore/gateway/internal/testkit"
+	"github.com/lexiscore/gateway/internal/testkit/promcheck"
 )
 
 func load(t *testing.T) map[string]promcheck.Dashboard {
@@ -81,16 +79,7 @@ func TestDashboardsWellFormed(t *testing.T) {
 // and variable, and checks its metrics and labels against a real scrape of
 // the gateway (alerts/testdata/metric-names.txt) plus the recording rules.
 func TestQueriesNameRealMetrics(t *testing.T) {
-	f, err := os.Open(filepath.Join("..", "alerts", "testdata", "metric-names.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	scraped, err := promcheck.ReadNameList(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	known, err := promcheck.Known("..", scraped)
+	known, err := promcheck.KnownFromList("..")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +106,7 @@ func TestProvisioning(t *testing.T) {
 			JSONData             map[string]any `yaml:"jsonData"`
 		} `yaml:"datasources"`
 	}
-	readYAML(t, filepath.Join("provisioning", "datasources", "lexiscore-gateway.yml"), &ds)
+	testkit.ReadYAML(t, filepath.Join("provisioning", "datasources", "lexiscore-gateway.yml"), &ds)
 	byUID := map[string]string{}
 	for _, d := range ds.Datasources {
 		byUID[d.UID] = d.Type
@@ -148,19 +137,8 @@ func TestProvisioning(t *testing.T) {
 			Options    struct{ Path string }
 		} `yaml:"providers"`
 	}
-	readYAML(t, filepath.Join("provisioning", "dashboards", "lexiscore-gateway.yml"), &prov)
+	testkit.ReadYAML(t, filepath.Join("provisioning", "dashboards", "lexiscore-gateway.yml"), &prov)
 	if prov.APIVersion != 1 || len(prov.Providers) != 1 || prov.Providers[0].Type != "file" || prov.Providers[0].Options.Path == "" {
 		t.Errorf("dashboards provider = %+v, want one file provider with a path", prov)
-	}
-}
-
-func readYAML(t *testing.T, path string, v any) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal(b, v); err != nil {
-		t.Fatalf("%s: %v", path, err)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/lexiscore/gateway/internal/testkit"
 )
 
 func TestRequestLogAndStats(t *testing.T) {
@@ -35,7 +37,7 @@ func TestRequestLogAndStats(t *testing.T) {
 	}
 
 	// A request leaves the statistics just after its answer is sent.
-	waitFor(t, "no request in flight", func() bool { return ts.stats(t).InFlight == 0 })
+	testkit.Eventually(t, "no request in flight", func() bool { return ts.stats(t).InFlight == 0 })
 	s := ts.stats(t)
 	want := statsSnapshot{
 		RequestsTotal: 3,

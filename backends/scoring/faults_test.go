@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lexiscore/gateway/internal/testkit"
 )
 
 func TestFaultsValidate(t *testing.T) {
@@ -133,14 +135,14 @@ func TestInFlightAndCancellation(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, "requests in flight", func() bool { return ts.stats(t).InFlight == n })
+	testkit.Eventually(t, "requests in flight", func() bool { return ts.stats(t).InFlight == n })
 	cancel()
 	wg.Wait()
 	close(errs)
 	for err := range errs {
 		t.Errorf("held request: %v", err)
 	}
-	waitFor(t, "cancelled requests to finish", func() bool {
+	testkit.Eventually(t, "cancelled requests to finish", func() bool {
 		s := ts.stats(t)
 		return s.InFlight == 0 && s.CancelledTotal == n
 	})

@@ -215,18 +215,6 @@ func checkProblem(t *testing.T, resp response, status int, typ string) problemjs
 	return p
 }
 
-// waitFor polls cond until it holds, failing the test at waitTimeout.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // isRefused reports whether err is a refused connection.
 func isRefused(err error) bool {
 	return errors.Is(err, syscall.ECONNREFUSED)

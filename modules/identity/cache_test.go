@@ -14,14 +14,14 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/lexiscore/gateway/internal/clocktest"
+	"github.com/lexiscore/gateway/internal/testkit"
 )
 
 // cacheCounts reads gateway_auth_token_cache_total. Tests that use a cache
 // do not run in parallel, so a difference of two readings is their own.
 func cacheCounts(t testing.TB) (hits, misses float64) {
 	t.Helper()
-	return counterValue(t, tokenCacheHits), counterValue(t, tokenCacheMisses)
+	return testkit.Value(tokenCacheHits), testkit.Value(tokenCacheMisses)
 }
 
 // cachedTestVerifier is newTestVerifier with a cache and the clock now.
@@ -298,11 +298,11 @@ func TestTokenCachePurgedOnJWKSRefresh(t *testing.T) {
 	// The issuer rotates ed-1 out and ec-2 in; ec-2's first token makes the
 	// gateway fetch the set, which must drop ed-1's tokens from the cache.
 	srv.set(func() { delete(srv.keys, "ed-1"); srv.keys["ec-2"] = &k.ec.PublicKey })
-	refreshes := counterValue(t, jwksRefreshes.WithLabelValues("success"))
+	refreshes := testkit.Value(jwksRefreshes.WithLabelValues("success"))
 	if got := verify(ecToken); got != ResultSuccess {
 		t.Fatalf("the rotated-in key: %q", got)
 	}
-	if d := counterValue(t, jwksRefreshes.WithLabelValues("success")) - refreshes; d != 1 {
+	if d := testkit.Value(jwksRefreshes.WithLabelValues("success")) - refreshes; d != 1 {
 		t.Fatalf("%v successful refreshes, want 1", d)
 	}
 	if got := verify(edToken); got != ResultUnknownKey {
@@ -414,7 +414,7 @@ func TestTokenCacheCaddyfile(t *testing.T) {
 // so that evictions, purges and hits interleave under -race.
 func TestTokenCacheConcurrentUse(t *testing.T) {
 	k := keys(t)
-	clock := clocktest.New(testNow)
+	clock := testkit.NewClock(testNow)
 	v, c := cachedTestVerifier(t, 2, time.Minute, clock.Now)
 	type tokenCase struct {
 		token, user string

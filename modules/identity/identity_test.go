@@ -20,11 +20,10 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 
-	"github.com/lexiscore/gateway/internal/caddytest"
+	"github.com/lexiscore/gateway/internal/testkit"
+	"github.com/lexiscore/gateway/internal/testkit/caddytest"
 	_ "github.com/lexiscore/gateway/modules/correlation"
 	"github.com/lexiscore/gateway/modules/problem"
 )
@@ -116,7 +115,7 @@ func TestAuthenticateThroughCaddyfile(t *testing.T) {
 	up := newUpstream(t)
 	upAddr := strings.TrimPrefix(up.URL, "http://")
 
-	before := func(p string, r Result) float64 { return counterValue(t, authRequests.WithLabelValues(p, string(r))) }
+	before := func(p string, r Result) float64 { return testkit.Value(authRequests.WithLabelValues(p, string(r))) }
 	expiredBefore, missingBefore := before(providerJWT, ResultExpired), before(providerNone, ResultMissing)
 
 	in := caddytest.Start(t, fmt.Sprintf(`log audit {
@@ -317,7 +316,7 @@ http://127.0.0.1:{http_port} {
 			resp, _ := get(t, in.URL("/v1/scores"), http.Header{"X-Api-Key": {key}})
 			return resp.StatusCode
 		}
-		waitUntil(t, "the added key to be accepted", func() bool { return status(bobKey) == http.StatusOK })
+		testkit.Eventually(t, "the added key to be accepted", func() bool { return status(bobKey) == http.StatusOK })
 		if got := status(aliceKey); got != http.StatusUnauthorized {
 			t.Fatalf("removed key: status %d, want 401", got)
 		}
@@ -340,7 +339,7 @@ http://127.0.0.1:{http_port} {
 
 	t.Run("audit log", func(t *testing.T) {
 		var events []map[string]any
-		waitUntil(t, "audit events", func() bool {
+		testkit.Eventually(t, "audit events", func() bool {
 			events = caddytest.ReadJSONLines(t, auditFile)
 			return len(events) >= 8
 		})
@@ -363,16 +362,6 @@ http://127.0.0.1:{http_port} {
 			}
 		}
 	})
-}
-
-// counterValue reads a counter of this process's package-level collectors.
-func counterValue(t testing.TB, c prometheus.Counter) float64 {
-	t.Helper()
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetCounter().GetValue()
 }
 
 // adapt turns a site's Caddyfile into its JSON config.

@@ -12,6 +12,8 @@ import (
 
 	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/lexiscore/gateway/internal/testkit"
 )
 
 // jwksServer serves a JWK Set that a test can change or take down.
@@ -64,17 +66,6 @@ func (l *refreshLog) report(err error) {
 		return
 	}
 	l.ok.Add(1)
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func TestJWKSRotationAndBoundedRefresh(t *testing.T) {
@@ -140,7 +131,7 @@ func TestJWKSOutageKeepsLastGoodKeys(t *testing.T) {
 	tok := sign(t, jwt.SigningMethodEdDSA, k.ed, "ed-1", claims(nil))
 
 	srv.set(func() { srv.down = true })
-	waitUntil(t, "two failed refreshes", func() bool { return log.failed.Load() >= 2 })
+	testkit.Eventually(t, "two failed refreshes", func() bool { return log.failed.Load() >= 2 })
 	if out := v.Verify(ctx, tok); out.Result != ResultSuccess {
 		t.Fatalf("during the JWKS outage: %q (%v)", out.Result, out.Err)
 	}
@@ -148,7 +139,7 @@ func TestJWKSOutageKeepsLastGoodKeys(t *testing.T) {
 	// Back up without ed-1: the key is revoked at the next refresh.
 	srv.set(func() { srv.down = false; delete(srv.keys, "ed-1"); srv.keys["rsa-1"] = &k.rsa.PublicKey })
 	okBefore := log.ok.Load()
-	waitUntil(t, "a good refresh", func() bool { return log.ok.Load() > okBefore })
+	testkit.Eventually(t, "a good refresh", func() bool { return log.ok.Load() > okBefore })
 	if out := v.Verify(ctx, tok); out.Result != ResultUnknownKey {
 		t.Fatalf("after the key left the JWKS: %q", out.Result)
 	}

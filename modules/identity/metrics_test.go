@@ -9,6 +9,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/lexiscore/gateway/internal/testkit"
 )
 
 // TestMetricsSurviveReload registers into two registries in a row, as two
@@ -22,7 +24,7 @@ func TestMetricsSurviveReload(t *testing.T) {
 		t.Fatalf("registering twice into one registry: %v", err)
 	}
 	c := authRequests.WithLabelValues(providerAPIKey, string(ResultExpired))
-	want := counterValue(t, c) + 1
+	want := testkit.Value(c) + 1
 	c.Inc()
 
 	second := prometheus.NewPedanticRegistry()

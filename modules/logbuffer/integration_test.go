@@ -7,12 +7,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/lexiscore/gateway/internal/caddytest"
-	"github.com/lexiscore/gateway/internal/e2e"
+	"github.com/lexiscore/gateway/internal/testkit"
+	"github.com/lexiscore/gateway/internal/testkit/caddytest"
 )
 
 // Access log lines wait in the buffer, and a reload that changes the log's
@@ -53,7 +52,7 @@ http://127.0.0.1:{http_port} {
 		t.Fatalf("%d lines written within the hour-long interval, want them held", got-before)
 	}
 	in.Load(t, site("2h"))
-	e2e.WaitFor(t, 10*time.Second, "the held lines after the reload", func() error {
+	testkit.Eventually(t, "the held lines after the reload", func() error {
 		if n := lines() - before; n < requests {
 			return fmt.Errorf("%d access lines", n)
 		}

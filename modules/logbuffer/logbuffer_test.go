@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
-	"github.com/lexiscore/gateway/internal/e2e"
+	"github.com/lexiscore/gateway/internal/testkit"
 )
 
 // sink is a destination that records every write and can be made to block
@@ -90,7 +90,7 @@ func TestLinesWaitForTheIntervalOrTheSize(t *testing.T) {
 					t.Fatalf("written before the interval or the size: %q", got)
 				}
 			} else {
-				e2e.WaitFor(t, 10*time.Second, "a flush", func() error {
+				testkit.Eventually(t, "a flush", func() error {
 					if _, n, _ := dest.state(); n == 0 {
 						return errors.New("nothing written yet")
 					}

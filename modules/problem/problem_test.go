@@ -10,7 +10,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/lexiscore/gateway/internal/caddytest"
+	"github.com/lexiscore/gateway/internal/testkit/caddytest"
 	_ "github.com/lexiscore/gateway/modules/correlation"
 	"github.com/lexiscore/gateway/modules/problem"
 )

@@ -20,7 +20,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/google/pprof/profile"
 
-	"github.com/lexiscore/gateway/internal/caddytest"
+	"github.com/lexiscore/gateway/internal/testkit"
+	"github.com/lexiscore/gateway/internal/testkit/caddytest"
 )
 
 func init() {
@@ -282,21 +283,19 @@ func TestChangedSettingsReplaceTheProfiler(t *testing.T) {
 func TestPeriodicUploads(t *testing.T) {
 	pyro := newIngest(t)
 	in := caddytest.Start(t, globalOptions(pyro.URL, "env=test", "1s"), spinSite)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testkit.Eventually(t, "a labelled CPU profile and a heap profile", func() error {
 		spinRequests(t, in, 5)
 		var labelled, heap bool
-		for _, u := range pyro.Uploads(t) {
+		uploads := pyro.Uploads(t)
+		for _, u := range uploads {
 			labelled = labelled || (u.isCPU() && u.routeSamples("spin") > 0)
 			heap = heap || u.isHeap()
 		}
-		if labelled && heap {
-			return
+		if !labelled || !heap {
+			return fmt.Errorf("%d uploads, labelled CPU %v, heap %v", len(uploads), labelled, heap)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no labelled CPU profile and heap profile within 30s: %d uploads", len(pyro.Uploads(t)))
-		}
-	}
+		return nil
+	})
 }
 
 // TestOffWithoutServerAddress: an empty server address (an unset

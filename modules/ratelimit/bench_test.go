@@ -14,7 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/lexiscore/gateway/internal/redistest"
+	"github.com/lexiscore/gateway/internal/testkit/redistest"
 )
 
 // BenchmarkRateLimit measures the handler as Caddy calls it, with requests

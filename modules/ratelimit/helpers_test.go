@@ -91,19 +91,3 @@ func remaining(r response, policy string) int {
 	}
 	return -1
 }
-
-// eventually polls check until it returns "" or the deadline passes.
-func eventually(t *testing.T, timeout time.Duration, what string, check func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		msg := check()
-		if msg == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: %s", what, msg)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}

@@ -8,10 +8,10 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/lexiscore/gateway/internal/caddytest"
+	"github.com/lexiscore/gateway/internal/testkit/caddytest"
 )
 
-// These tests share the process-global Caddy of internal/caddytest: none
+// These tests share the process-global Caddy of internal/testkit/caddytest: none
 // of them may run in parallel.
 
 const memorySite = `

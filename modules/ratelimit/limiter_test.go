@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -14,13 +15,13 @@ import (
 	"github.com/ulule/limiter/v3"
 	"github.com/ulule/limiter/v3/drivers/store/common"
 
-	"github.com/lexiscore/gateway/internal/clocktest"
+	"github.com/lexiscore/gateway/internal/testkit"
 )
 
-// fakeClock starts half-way through a second, as real requests do, so that
+// halfSecondClock starts half-way through a second, as real requests do, so that
 // rounding of the seconds left in a window shows.
-func newFakeClock() *clocktest.Fake {
-	return clocktest.New(time.Date(2026, 3, 1, 12, 0, 0, 500_000_000, time.UTC))
+func halfSecondClock() *testkit.Clock {
+	return testkit.NewClock(testkit.Epoch.Add(500 * time.Millisecond))
 }
 
 // fakeStore counts fixed windows on a fake clock, like limiter's stores; it
@@ -46,7 +47,7 @@ type fakeWindow struct {
 	end   time.Time
 }
 
-func newFakeStore(t *testing.T, clock *clocktest.Fake) *fakeStore {
+func newFakeStore(t *testing.T, clock *testkit.Clock) *fakeStore {
 	f := &fakeStore{now: clock.Now, windows: make(map[string]*fakeWindow), release: make(chan struct{})}
 	t.Cleanup(func() { close(f.release) })
 	return f
@@ -110,7 +111,7 @@ func testPolicies() []Policy {
 }
 
 type fixture struct {
-	clock  *clocktest.Fake
+	clock  *testkit.Clock
 	remote *fakeStore
 	local  *fakeStore
 	l      *Limiter
@@ -118,7 +119,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, failOpen bool, breaker circuitbreaker.CircuitBreaker[any]) *fixture {
 	t.Helper()
-	f := &fixture{clock: newFakeClock()}
+	f := &fixture{clock: halfSecondClock()}
 	f.remote, f.local = newFakeStore(t, f.clock), newFakeStore(t, f.clock)
 	f.l = New(Config{
 		Policies:  testPolicies(),
@@ -382,17 +383,12 @@ func TestBreakerStopsCallingDeadStoreAndRecovers(t *testing.T) {
 	}
 
 	f.remote.set(nil, false)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		d := f.l.Decide(ctx, "id:u1", "")
-		if d.Outcome == Allowed && d.Err == nil {
-			break
+	testkit.Eventually(t, "recovery after the store came back", func() error {
+		if d := f.l.Decide(ctx, "id:u1", ""); d.Outcome != Allowed || d.Err != nil {
+			return fmt.Errorf("decision %+v", d)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no recovery after the store came back: %+v", d)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	if !breaker.IsClosed() {
 		t.Fatalf("breaker %v after a success, want closed", breaker.State())
 	}
@@ -408,7 +404,7 @@ func TestStoreMetrics(t *testing.T) {
 	if d := value(errs) - before; d != 1 {
 		t.Errorf("store errors +%v, want +1", d)
 	}
-	if n := histogramCount(t, storeDuration.WithLabelValues("redis")); n < 2 {
+	if n := testkit.HistogramCount(t, storeDuration.WithLabelValues("redis")); n < 2 {
 		t.Errorf("%d store durations observed, want 2 or more", n)
 	}
 }
@@ -435,13 +431,4 @@ func value(c prometheus.Metric) float64 {
 		return m.Counter.GetValue()
 	}
 	return m.Gauge.GetValue()
-}
-
-func histogramCount(t *testing.T, o prometheus.Observer) uint64 {
-	t.Helper()
-	var m dto.Metric
-	if err := o.(prometheus.Metric).Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.Histogram.GetSampleCount()
 }

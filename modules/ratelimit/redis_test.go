@@ -10,8 +10,9 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/ulule/limiter/v3/drivers/store/memory"
 
-	"github.com/lexiscore/gateway/internal/caddytest"
-	"github.com/lexiscore/gateway/internal/redistest"
+	"github.com/lexiscore/gateway/internal/testkit"
+	"github.com/lexiscore/gateway/internal/testkit/caddytest"
+	"github.com/lexiscore/gateway/internal/testkit/redistest"
 )
 
 // redisSite limits /v1/* per X-User with one policy, burst 3/m unless
@@ -115,11 +116,11 @@ func TestRedisDownAtStartup(t *testing.T) {
 		t.Fatalf("with Redis down: %d, RateLimit-Policy %q; want 200 under the emergency policy", r.status, r.header.Get("RateLimit-Policy"))
 	}
 	srv.Restart(t)
-	eventually(t, 15*time.Second, "Redis to be used once it is up", func() string {
+	testkit.Eventually(t, "Redis to be used once it is up", func() error {
 		if r := get(t, url, "alice"); r.status != 200 || policyOf(r) != "burst" {
-			return fmt.Sprintf("%d, RateLimit-Policy %q", r.status, r.header.Get("RateLimit-Policy"))
+			return fmt.Errorf("%d, RateLimit-Policy %q", r.status, r.header.Get("RateLimit-Policy"))
 		}
-		return ""
+		return nil
 	})
 }
 
@@ -164,11 +165,11 @@ func TestRedisKilledFailsOpenToEmergencyLimit(t *testing.T) {
 	}
 
 	srv.Restart(t)
-	eventually(t, 15*time.Second, "recovery on the restarted Redis", func() string {
+	testkit.Eventually(t, "recovery on the restarted Redis", func() error {
 		if r := get(t, url, "alice"); r.status != 200 || policyOf(r) != "burst" {
-			return fmt.Sprintf("%d, RateLimit-Policy %q", r.status, r.header.Get("RateLimit-Policy"))
+			return fmt.Errorf("%d, RateLimit-Policy %q", r.status, r.header.Get("RateLimit-Policy"))
 		}
-		return ""
+		return nil
 	})
 	if value(breakerState.WithLabelValues("redis", "closed")) != 1 {
 		t.Error("breaker state not closed after recovery")
@@ -198,11 +199,11 @@ func TestRedisKilledFailsClosed(t *testing.T) {
 		}
 	}
 	srv.Restart(t)
-	eventually(t, 15*time.Second, "recovery on the restarted Redis", func() string {
+	testkit.Eventually(t, "recovery on the restarted Redis", func() error {
 		if r := get(t, url, "alice"); r.status != 200 {
-			return fmt.Sprintf("%d %s", r.status, r.body)
+			return fmt.Errorf("%d %s", r.status, r.body)
 		}
-		return ""
+		return nil
 	})
 }
 
@@ -243,11 +244,11 @@ func TestRedisHungIsBounded(t *testing.T) {
 	}
 
 	srv.Resume(t)
-	eventually(t, 15*time.Second, "recovery after Redis resumed", func() string {
+	testkit.Eventually(t, "recovery after Redis resumed", func() error {
 		if r := get(t, url, "alice"); r.status != 200 || policyOf(r) != "burst" {
-			return fmt.Sprintf("%d, RateLimit-Policy %q", r.status, r.header.Get("RateLimit-Policy"))
+			return fmt.Errorf("%d, RateLimit-Policy %q", r.status, r.header.Get("RateLimit-Policy"))
 		}
-		return ""
+		return nil
 	})
 }
 

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lexiscore/gateway/internal/caddytest"
+	"github.com/lexiscore/gateway/internal/testkit/caddytest"
 )
 
 // A Redis that refuses connections makes go-redis log "failed to dial": the

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lexiscore/gateway/internal/testkit"
 )
 
 // fetch makes a request that must be answered within 10s, returning the
@@ -184,7 +186,7 @@ http://127.0.0.1:{http_port} {
 	}
 	resp.Body.Close() // the client leaves while the response streams
 
-	waitFor(t, 5*time.Second, "the stream's permit to be released", func() bool {
+	testkit.Eventually(t, "the stream's permit to be released", func() bool {
 		resp, _ := fetch(t, http.MethodGet, in.URL("/next"), "next")
 		return resp.StatusCode == http.StatusOK
 	})

@@ -7,7 +7,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/lexiscore/gateway/internal/caddytest"
+	"github.com/lexiscore/gateway/internal/testkit/caddytest"
 )
 
 // BenchmarkOverhead compares, in one run against one backend, a route with

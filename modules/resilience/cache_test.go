@@ -4,10 +4,12 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/lexiscore/gateway/internal/testkit"
 )
 
 func TestStaleCacheKeepsRepresentationHeadersOnly(t *testing.T) {
-	c := newStaleCache(10, time.Hour, newFakeClock())
+	c := newStaleCache(10, time.Hour, testkit.NewClock(testkit.Epoch))
 	c.put(1, 200, http.Header{
 		"Content-Type": {"application/json"},
 		"Etag":         {`"v1"`},
@@ -33,7 +35,7 @@ func TestStaleCacheKeepsRepresentationHeadersOnly(t *testing.T) {
 }
 
 func TestStaleCacheAgeAndExpiry(t *testing.T) {
-	clock := newFakeClock()
+	clock := testkit.NewClock(testkit.Epoch)
 	c := newStaleCache(10, time.Minute, clock)
 	c.put(1, 200, nil, []byte("x"))
 	clock.Advance(42 * time.Second)
@@ -50,7 +52,7 @@ func TestStaleCacheAgeAndExpiry(t *testing.T) {
 }
 
 func TestStaleCacheEvictsLeastRecentlyUsed(t *testing.T) {
-	c := newStaleCache(2, time.Hour, newFakeClock())
+	c := newStaleCache(2, time.Hour, testkit.NewClock(testkit.Epoch))
 	c.put(2, 200, nil, []byte("a"))
 	c.put(3, 200, nil, []byte("b"))
 	c.get(2) // 2 is now more recent than 3
@@ -70,7 +72,7 @@ func TestStaleCacheEvictsLeastRecentlyUsed(t *testing.T) {
 }
 
 func TestStaleCacheSameAnswerRefreshesItsAge(t *testing.T) {
-	clock := newFakeClock()
+	clock := testkit.NewClock(testkit.Epoch)
 	c := newStaleCache(10, time.Minute, clock)
 	body := []byte("same")
 	c.put(1, 200, nil, body)

@@ -12,12 +12,12 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"go.uber.org/zap"
 
-	"github.com/lexiscore/gateway/internal/caddytest"
 	"github.com/lexiscore/gateway/internal/httpsig"
+	"github.com/lexiscore/gateway/internal/testkit"
+	"github.com/lexiscore/gateway/internal/testkit/caddytest"
 	_ "github.com/lexiscore/gateway/modules/signing"
 )
 
@@ -282,9 +282,9 @@ http://127.0.0.1:{http_port} {
 	if degraded.active() {
 		t.Fatal("degraded before any failure")
 	}
-	waitFor(t, 5*time.Second, "degraded mode", func() bool {
+	testkit.Eventually(t, "degraded mode", func() bool {
 		send(t, http.MethodGet, in.URL("/x"), "fail", nil)
 		return degraded.active()
 	})
-	waitFor(t, 5*time.Second, "degraded mode to end when the breaker may probe again", func() bool { return !degraded.active() })
+	testkit.Eventually(t, "degraded mode to end when the breaker may probe again", func() bool { return !degraded.active() })
 }

@@ -9,12 +9,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/lexiscore/gateway/internal/caddytest"
+	"github.com/lexiscore/gateway/internal/testkit/caddytest"
 	_ "github.com/lexiscore/gateway/modules/problem"
 )
 
@@ -145,18 +144,6 @@ func problemType(t *testing.T, resp *http.Response, body string) string {
 		t.Fatalf("problem body %q: %v", body, err)
 	}
 	return doc.Type[strings.LastIndex(doc.Type, "#")+1:]
-}
-
-// waitFor polls cond until it holds or fails the test after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // counter reads the value of a counter or gauge with the given labels from

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lexiscore/gateway/internal/testkit"
 )
 
 func TestBulkheadCapsInFlightAndRefusesWithRetryAfter(t *testing.T) {
@@ -43,13 +45,13 @@ http://127.0.0.1:{http_port} {
 			statuses <- resp
 		})
 	}
-	waitFor(t, 5*time.Second, "three uploads at the backend", func() bool { return be.currentInFlight() == 3 })
+	testkit.Eventually(t, "three uploads at the backend", func() bool { return be.currentInFlight() == 3 })
 	for _, name := range []string{"gateway_concurrency_in_flight", "gateway_concurrency_limit"} {
 		if got := counter(t, concurrencyCollector{}, map[string]string{"__name__": name, "route": "uploads"}); got != 3 {
 			t.Errorf("%s = %v, want 3", name, got)
 		}
 	}
-	waitFor(t, 5*time.Second, "the others refused", func() bool { return len(statuses) == clients-3 })
+	testkit.Eventually(t, "the others refused", func() bool { return len(statuses) == clients-3 })
 	close(release)
 	wg.Wait()
 	close(statuses)

@@ -2,11 +2,8 @@ package resilience
 
 import (
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
-
-	"github.com/lexiscore/gateway/internal/clocktest"
 )
 
 func TestMain(m *testing.M) {
@@ -16,9 +13,4 @@ func TestMain(m *testing.M) {
 		// only at its next tick, seconds later.
 		goleak.IgnoreAnyFunction("github.com/caddyserver/certmagic.keepLockfileFresh"),
 	)
-}
-
-// fakeClock is a Clock that moves only when told to.
-func newFakeClock() *clocktest.Fake {
-	return clocktest.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 }

@@ -10,10 +10,12 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+
+	"github.com/lexiscore/gateway/internal/testkit"
 )
 
 func TestParseRetryAfter(t *testing.T) {
-	now := newFakeClock().Now()
+	now := testkit.NewClock(testkit.Epoch).Now()
 	cases := []struct {
 		in     string
 		want   time.Duration
@@ -79,7 +81,7 @@ func TestReplayable(t *testing.T) {
 }
 
 func TestRetryable(t *testing.T) {
-	clock := newFakeClock()
+	clock := testkit.NewClock(testkit.Epoch)
 	rr := retryRules{
 		statuses:      map[int]bool{502: true, 503: true, 504: true},
 		retryAfterCap: 5 * time.Second,

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/lexiscore/gateway/internal/testkit"
 )
 
 // proxySite is a test site with a reads route (GET, HEAD) and a writes
@@ -154,7 +156,7 @@ http://127.0.0.1:{http_port} {
 	if elapsed < 300*time.Millisecond || elapsed > 2*time.Second {
 		t.Fatalf("answered after %v, want just after the 300ms timeout", elapsed)
 	}
-	waitFor(t, 5*time.Second, "the backend to see the request canceled", func() bool {
+	testkit.Eventually(t, "the backend to see the request canceled", func() bool {
 		_, _, canceled := be.stats()
 		return canceled >= 1
 	})
@@ -191,7 +193,7 @@ http://127.0.0.1:{http_port} {
 	if elapsed > time.Second+500*time.Millisecond {
 		t.Fatalf("answered after %v, want within the 1s timeout", elapsed)
 	}
-	waitFor(t, 5*time.Second, "all three attempts canceled upstream", func() bool {
+	testkit.Eventually(t, "all three attempts canceled upstream", func() bool {
 		_, _, canceled := be.stats()
 		return canceled >= 3
 	})

@@ -5,7 +5,8 @@ import (
 	"net/http"
 	"sync/atomic"
 	"testing"
-	"time"
+
+	"github.com/lexiscore/gateway/internal/testkit"
 )
 
 // Every upstream fails its health checks while the API works: requests are
@@ -45,7 +46,7 @@ http://127.0.0.1:{http_port} {
 }`, be.addr()))
 	up := be.addr()
 	panicked := growth(t, panicRouting, map[string]string{"route": "panic_route"})
-	waitFor(t, 10*time.Second, "a request routed in panic", func() bool {
+	testkit.Eventually(t, "a request routed in panic", func() bool {
 		if resp, body := send(t, http.MethodGet, in.URL("/api"), "api", nil); resp.StatusCode != http.StatusOK {
 			t.Fatalf("with the only upstream unhealthy and its API fine: %d %q, want 200", resp.StatusCode, body)
 		}
@@ -53,7 +54,7 @@ http://127.0.0.1:{http_port} {
 	})
 
 	apiFails.Store(true)
-	waitFor(t, 10*time.Second, "the breaker to open", func() bool {
+	testkit.Eventually(t, "the breaker to open", func() bool {
 		send(t, http.MethodGet, in.URL("/api"), "failing", nil)
 		return breakerState(t, up) == "open"
 	})

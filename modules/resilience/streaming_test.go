@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lexiscore/gateway/internal/testkit"
 )
 
 func TestSlowBodyStreamsThroughUntouched(t *testing.T) {
@@ -127,7 +129,7 @@ func TestHedgedReadCancelsTheLoser(t *testing.T) {
 	if n := be.requestsFor("hedged"); n != 2 {
 		t.Fatalf("%d attempts, want the first and one hedge", n)
 	}
-	waitFor(t, 5*time.Second, "the losing attempt canceled upstream", func() bool {
+	testkit.Eventually(t, "the losing attempt canceled upstream", func() bool {
 		_, _, canceled := be.stats()
 		return canceled == 1
 	})

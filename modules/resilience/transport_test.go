@@ -13,8 +13,9 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/lexiscore/gateway/internal/caddytest"
 	"github.com/lexiscore/gateway/internal/proxytransport"
+	"github.com/lexiscore/gateway/internal/testkit"
+	"github.com/lexiscore/gateway/internal/testkit/caddytest"
 )
 
 // fastBreaker opens after 5 attempts of which half failed, and probes after
@@ -38,7 +39,7 @@ func TestBreakerOpensFailsFastThenRecovers(t *testing.T) {
 	})
 	in := start(t, site(be.addr(), "", fastBreaker, "breaker"))
 	up := be.addr()
-	waitFor(t, 5*time.Second, "the breaker to open", func() bool {
+	testkit.Eventually(t, "the breaker to open", func() bool {
 		send(t, http.MethodGet, in.URL("/x"), "fail", nil)
 		return breakerState(t, up) == "open"
 	})
@@ -60,7 +61,7 @@ func TestBreakerOpensFailsFastThenRecovers(t *testing.T) {
 	}
 
 	healthy.Store(true)
-	waitFor(t, 5*time.Second, "half-open after the open delay", func() bool { return breakerState(t, up) == "half-open" })
+	testkit.Eventually(t, "half-open after the open delay", func() bool { return breakerState(t, up) == "half-open" })
 	for i := range 2 {
 		if resp, _ := send(t, http.MethodGet, in.URL("/x"), fmt.Sprint("probe", i), nil); resp.StatusCode != http.StatusOK {
 			t.Fatalf("probe %d: %d", i, resp.StatusCode)
@@ -174,12 +175,12 @@ http://127.0.0.1:{http_port} {
 }`, be.addr()))
 	up := be.addr()
 	ok := growth(t, upstreamRequests, map[string]string{"upstream": up, "code_class": "2xx"})
-	waitFor(t, 5*time.Second, "the breaker to open", func() bool {
+	testkit.Eventually(t, "the breaker to open", func() bool {
 		send(t, http.MethodGet, in.URL("/api"), "api", nil)
 		return breakerState(t, up) == "open"
 	})
 	seen := health.Load()
-	waitFor(t, 10*time.Second, "health checks while the breaker is open", func() bool { return health.Load() >= seen+5 })
+	testkit.Eventually(t, "health checks while the breaker is open", func() bool { return health.Load() >= seen+5 })
 	if s := breakerState(t, up); s != "open" {
 		t.Fatalf("the health checks reached the upstream only once its breaker was %q: the open breaker refused them", s)
 	}
@@ -193,7 +194,7 @@ http://127.0.0.1:{http_port} {
 	}
 
 	apiUp.Store(true)
-	waitFor(t, 10*time.Second, "the breaker to let a probe through", func() bool { return breakerState(t, up) != "open" })
+	testkit.Eventually(t, "the breaker to let a probe through", func() bool { return breakerState(t, up) != "open" })
 	if resp, body := send(t, http.MethodGet, in.URL("/api"), "probe", nil); resp.StatusCode != http.StatusOK {
 		t.Fatalf("first request after the open delay: %d %q, want 200 (the upstream must not have been marked down)", resp.StatusCode, body)
 	}
@@ -204,7 +205,7 @@ func TestBreakerStateSurvivesReload(t *testing.T) {
 	cfg := site(be.addr(), "", fastBreaker, "reload")
 	in := start(t, strings.Replace(cfg, "open_delay 300ms", "open_delay 1m", 1))
 	up := be.addr()
-	waitFor(t, 5*time.Second, "the breaker to open", func() bool {
+	testkit.Eventually(t, "the breaker to open", func() bool {
 		send(t, http.MethodGet, in.URL("/x"), "fail", nil)
 		return breakerState(t, up) == "open"
 	})

@@ -22,12 +22,11 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
-	"github.com/lexiscore/gateway/internal/caddytest"
 	"github.com/lexiscore/gateway/internal/httpsig"
 	"github.com/lexiscore/gateway/internal/proxytransport"
+	"github.com/lexiscore/gateway/internal/testkit"
+	"github.com/lexiscore/gateway/internal/testkit/caddytest"
 	_ "github.com/lexiscore/gateway/modules/correlation"
 )
 
@@ -277,18 +276,10 @@ func send(t *testing.T, method, url string, body io.Reader, h http.Header) (int,
 	return resp.StatusCode, out
 }
 
-func counterValue(c prometheus.Counter) float64 {
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		panic(err)
-	}
-	return m.GetCounter().GetValue()
-}
-
 func TestGatewaySignsAndBackendVerifies(t *testing.T) {
 	be := newBackend(t, httpsig.Key{ID: "k1", Secret: []byte(secret1)})
 	in := caddytest.Start(t, "", gatewaySite(be.Listener.Addr().String(), "k1", writeSecret(t, secret1)))
-	signedBefore := counterValue(signed.WithLabelValues("k1"))
+	signedBefore := testkit.Value(signed.WithLabelValues("k1"))
 
 	large := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB: spooled to a file
 	requests := []struct {
@@ -333,7 +324,7 @@ func TestGatewaySignsAndBackendVerifies(t *testing.T) {
 			}
 		})
 	}
-	if got := counterValue(signed.WithLabelValues("k1")) - signedBefore; got < float64(len(requests)) {
+	if got := testkit.Value(signed.WithLabelValues("k1")) - signedBefore; got < float64(len(requests)) {
 		t.Fatalf("gateway_signed_requests_total{key_id=\"k1\"} rose by %v, want at least %d", got, len(requests))
 	}
 

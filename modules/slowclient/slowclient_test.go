@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lexiscore/gateway/internal/caddytest"
+	"github.com/lexiscore/gateway/internal/testkit/caddytest"
 	_ "github.com/lexiscore/gateway/modules/problem"
 )
 

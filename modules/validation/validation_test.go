@@ -20,11 +20,11 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
-	"github.com/lexiscore/gateway/internal/caddytest"
+	"github.com/lexiscore/gateway/internal/testkit"
+	"github.com/lexiscore/gateway/internal/testkit/caddytest"
 	_ "github.com/lexiscore/gateway/modules/correlation"
 	"github.com/lexiscore/gateway/modules/problem"
 )
@@ -196,7 +196,7 @@ func TestThroughCaddy(t *testing.T) {
 		return result{resp.StatusCode, resp.Header, b}
 	}
 	counter := func(route, reason string) float64 {
-		return counterValue(failures.WithLabelValues(route, reason))
+		return testkit.Value(failures.WithLabelValues(route, reason))
 	}
 
 	t.Run("valid requests reach the upstream intact", func(t *testing.T) {
@@ -376,7 +376,7 @@ func TestSpanEvents(t *testing.T) {
 
 func TestMetricSurvivesReload(t *testing.T) {
 	counter := failures.WithLabelValues(RouteUnknown, ReasonUnknownRoute)
-	before := counterValue(counter)
+	before := testkit.Value(counter)
 	for i := 0; i < 2; i++ {
 		reg := prometheus.NewPedanticRegistry()
 		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
@@ -394,17 +394,9 @@ func TestMetricSurvivesReload(t *testing.T) {
 			t.Fatalf("load %d: the registry does not expose the counter", i)
 		}
 	}
-	if got := counterValue(counter) - before; got != 2 {
+	if got := testkit.Value(counter) - before; got != 2 {
 		t.Fatalf("counter rose by %v over two loads, want 2", got)
 	}
-}
-
-func counterValue(c prometheus.Counter) float64 {
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		panic(err)
-	}
-	return m.GetCounter().GetValue()
 }
 
 func gathers(t *testing.T, reg prometheus.Gatherer, name string) bool {

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -13,8 +13,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/lexiscore/gateway/internal/e2e"
 )
 
 // slowBound is how long the gateway may keep a slow client (issue 11: well
@@ -73,9 +71,9 @@ func slowConn(addr string, tlsConf *tls.Config, header, payload string) (kept ti
 // are all closed within the bound (the bodies with a 408 problem), while a
 // normal client keeps getting its answers and uploads are untouched.
 func TestSlowClientsAreDropped(t *testing.T) {
-	be := e2e.StartBackend(t, bins, nil)
+	be := StartBackend(t, bins, nil)
 	// The Caddyfile's defaults, which the harness relaxes for other tests.
-	gw := e2e.StartGateway(t, bins, []string{be.Addr}, resilienceEnv(map[string]string{
+	gw := StartGateway(t, bins, []string{be.Addr}, resilienceEnv(map[string]string{
 		"GATEWAY_READ_HEADER_TIMEOUT": "5s",
 		"GATEWAY_READ_BODY_GRACE":     "5s",
 	}))
@@ -198,7 +196,7 @@ func checkTimeoutAnswer(t *testing.T, name, answer string) {
 
 // upload posts size bytes of audio as multipart/form-data, at rate bytes/s
 // (0: as fast as it goes), and returns the status.
-func upload(gw *e2e.Gateway, auth http.Header, size, rate int) (int, error) {
+func upload(gw *Gateway, auth http.Header, size, rate int) (int, error) {
 	pr, pw := io.Pipe()
 	mw := multipart.NewWriter(pw)
 	go func() {

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lexiscore/gateway/internal/e2e"
-	"github.com/lexiscore/gateway/internal/redistest"
+	"github.com/lexiscore/gateway/internal/testkit"
+	"github.com/lexiscore/gateway/internal/testkit/redistest"
 	"github.com/lexiscore/gateway/modules/identity"
 )
 
@@ -24,7 +24,7 @@ const (
 // scaleOut is a set of gateway replicas in front of one backend, sharing one
 // JWT secret and one Redis setup.
 type scaleOut struct {
-	gws    []*e2e.Gateway
+	gws    []*Gateway
 	secret string
 }
 
@@ -32,7 +32,7 @@ type scaleOut struct {
 // env plus its own.
 func startScaleOut(t *testing.T, shared map[string]string, envs ...map[string]string) *scaleOut {
 	t.Helper()
-	be := e2e.StartBackend(t, bins, nil)
+	be := StartBackend(t, bins, nil)
 	so := &scaleOut{secret: newSecret(t)}
 	for _, own := range envs {
 		env := map[string]string{
@@ -46,7 +46,7 @@ func startScaleOut(t *testing.T, shared map[string]string, envs ...map[string]st
 		for k, v := range own {
 			env[k] = v
 		}
-		so.gws = append(so.gws, e2e.StartGateway(t, bins, []string{be.Addr}, env))
+		so.gws = append(so.gws, StartGateway(t, bins, []string{be.Addr}, env))
 	}
 	return so
 }
@@ -62,7 +62,7 @@ func (so *scaleOut) bearer(t *testing.T, user string) http.Header {
 
 // spread sends n reads of user's scores, round robin over gws, from a few
 // workers at once, and returns the count of each status.
-func (so *scaleOut) spread(t *testing.T, user string, n int, gws []*e2e.Gateway) map[int]int {
+func (so *scaleOut) spread(t *testing.T, user string, n int, gws []*Gateway) map[int]int {
 	t.Helper()
 	h := so.bearer(t, user)
 	const workers = 6
@@ -182,7 +182,7 @@ func TestScaleOutRedisSentinel(t *testing.T) {
 	for i, gw := range so.gws {
 		user := fmt.Sprintf("follow-%d", i)
 		h := so.bearer(t, user)
-		e2e.WaitFor(t, 90*time.Second, fmt.Sprintf("gateway %d to count in the new master", i), func() error {
+		testkit.Eventually(t, fmt.Sprintf("gateway %d to count in the new master", i), func() error {
 			if status, _, _ := rlRequest(t, gw, http.MethodGet, "/v1/users/"+user+"/scores", h); status != http.StatusOK {
 				return fmt.Errorf("status %d", status)
 			}

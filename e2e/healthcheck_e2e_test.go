@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"net/http"
@@ -6,23 +6,22 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/lexiscore/gateway/internal/e2e"
+	"github.com/lexiscore/gateway/internal/testkit"
 )
 
 // TestProbesOnMetricsAddr: an orchestrator probes /healthz and /readyz on
 // the private metrics address in plain HTTP, and `gateway healthcheck` (the
 // container's health check) exits 0 only while /healthz answers.
 func TestProbesOnMetricsAddr(t *testing.T) {
-	be := e2e.StartBackend(t, bins, nil)
-	gw := e2e.StartGateway(t, bins, []string{be.Addr}, nil)
+	be := StartBackend(t, bins, nil)
+	gw := StartGateway(t, bins, []string{be.Addr}, nil)
 	metrics := "http://" + gw.Env["GATEWAY_METRICS_ADDR"]
 
-	e2e.WaitFor(t, 30*time.Second, "/readyz on the metrics address", func() error {
-		return e2e.ExpectStatus(http.DefaultClient, metrics+"/readyz", http.StatusOK)
+	testkit.Eventually(t, "/readyz on the metrics address", func() error {
+		return ExpectStatus(http.DefaultClient, metrics+"/readyz", http.StatusOK)
 	})
-	if err := e2e.ExpectStatus(http.DefaultClient, metrics+"/healthz", http.StatusOK); err != nil {
+	if err := ExpectStatus(http.DefaultClient, metrics+"/healthz", http.StatusOK); err != nil {
 		t.Fatal(err)
 	}
 
@@ -37,8 +36,8 @@ func TestProbesOnMetricsAddr(t *testing.T) {
 	}
 
 	be.Stop()
-	e2e.WaitFor(t, 30*time.Second, "/readyz on the metrics address to say not ready", func() error {
-		return e2e.ExpectStatus(http.DefaultClient, metrics+"/readyz", http.StatusServiceUnavailable)
+	testkit.Eventually(t, "/readyz on the metrics address to say not ready", func() error {
+		return ExpectStatus(http.DefaultClient, metrics+"/readyz", http.StatusServiceUnavailable)
 	})
 	gw.Stop()
 	out, err := healthcheck(gw.Env["GATEWAY_METRICS_ADDR"])

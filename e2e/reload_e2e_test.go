@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"fmt"
@@ -7,9 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/lexiscore/gateway/internal/e2e"
+	"github.com/lexiscore/gateway/internal/testkit"
 )
 
 // TestReloadUnderLoadLosesNothing: five config reloads while clients send
@@ -17,8 +16,8 @@ import (
 // client; every request gets its answer (over HTTP/1.1, scoring requests
 // that carry an Idempotency-Key).
 func TestReloadUnderLoadLosesNothing(t *testing.T) {
-	be := e2e.StartBackend(t, bins, nil)
-	gw := e2e.StartGateway(t, bins, []string{be.Addr}, resilienceEnv(nil))
+	be := StartBackend(t, bins, nil)
+	gw := StartGateway(t, bins, []string{be.Addr}, resilienceEnv(nil))
 	auth := gw.Bearer(t, "reloader", "free")
 
 	type client struct {
@@ -76,7 +75,7 @@ func TestReloadUnderLoadLosesNothing(t *testing.T) {
 		}
 	}
 	for i := range 5 {
-		e2e.WaitFor(t, 10*time.Second, "traffic between reloads", func() error {
+		testkit.Eventually(t, "traffic between reloads", func() error {
 			mu.Lock()
 			defer mu.Unlock()
 			if n := ok["h1 POST"] + ok["h2 POST"]; n < 20*(i+1) {
@@ -94,8 +93,8 @@ func TestReloadUnderLoadLosesNothing(t *testing.T) {
 // TestStateSurvivesReload: an open circuit breaker is still open after a
 // reload, and a user's rate-limit window keeps counting.
 func TestStateSurvivesReload(t *testing.T) {
-	be := e2e.StartBackend(t, bins, nil)
-	gw := e2e.StartGateway(t, bins, []string{be.Addr}, map[string]string{
+	be := StartBackend(t, bins, nil)
+	gw := StartGateway(t, bins, []string{be.Addr}, map[string]string{
 		// Active health checks would take the upstream out on their own.
 		"GATEWAY_HEALTH_INTERVAL":      "1h",
 		"GATEWAY_RATE_BURST":           "100000/s",
@@ -132,7 +131,7 @@ func TestStateSurvivesReload(t *testing.T) {
 		// Tier pro: its 6000 a minute leave the breaker to open.
 		auth := gw.Bearer(t, "tripping", "pro")
 		be.SetFaults(t, map[string]any{"error_rate": 1})
-		e2e.WaitFor(t, 20*time.Second, "the breaker to open", func() error {
+		testkit.Eventually(t, "the breaker to open", func() error {
 			call(gw.Client, http.MethodGet, gw.BaseURL+"/v1/users/tripping/scores", "", auth)
 			if s := breakerState(t, gw, be.Addr); s != "open" {
 				return fmt.Errorf("breaker %q", s)

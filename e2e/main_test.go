@@ -1,15 +1,13 @@
-package main
+package e2e
 
 import (
 	"fmt"
 	"os"
 	"testing"
-
-	"github.com/lexiscore/gateway/internal/e2e"
 )
 
 // bins are the gateway and scoring binaries every end-to-end test runs.
-var bins e2e.Binaries
+var bins Binaries
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "gateway-e2e-")
@@ -17,7 +15,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	bins, err = e2e.Build(dir)
+	bins, err = Build(dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)

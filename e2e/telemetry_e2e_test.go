@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -7,11 +7,10 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
-	"github.com/lexiscore/gateway/internal/e2e"
+	"github.com/lexiscore/gateway/internal/testkit"
 )
 
 // TestTraceReachesBackend sends a request inside a client trace and finds the
@@ -23,16 +22,16 @@ import (
 func TestTraceReachesBackend(t *testing.T) {
 	for _, tc := range []struct {
 		protocol string
-		start    func(testing.TB) *e2e.OTLPReceiver
+		start    func(testing.TB) *OTLPReceiver
 	}{
-		{"http/protobuf", e2e.StartOTLPReceiver},
-		{"grpc", e2e.StartOTLPGRPCReceiver},
+		{"http/protobuf", StartOTLPReceiver},
+		{"grpc", StartOTLPGRPCReceiver},
 	} {
 		t.Run(tc.protocol, func(t *testing.T) {
 			rcv := tc.start(t)
 			sampled := map[string]string{"OTEL_TRACES_SAMPLER": "always_on"}
-			be := e2e.StartBackend(t, bins, mergeEnv(rcv.Env("scoring"), sampled))
-			gw := e2e.StartGateway(t, bins, []string{be.Addr}, mergeEnv(rcv.Env("gateway"), sampled))
+			be := StartBackend(t, bins, mergeEnv(rcv.Env("scoring"), sampled))
+			gw := StartGateway(t, bins, []string{be.Addr}, mergeEnv(rcv.Env("gateway"), sampled))
 			checkTraceReachesBackend(t, rcv, gw)
 		})
 	}
@@ -40,7 +39,7 @@ func TestTraceReachesBackend(t *testing.T) {
 
 // checkTraceReachesBackend sends one traced request through gw and checks
 // its spans from the gateway and the backend arrived at rcv.
-func checkTraceReachesBackend(t *testing.T, rcv *e2e.OTLPReceiver, gw *e2e.Gateway) {
+func checkTraceReachesBackend(t *testing.T, rcv *OTLPReceiver, gw *Gateway) {
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
 	h := gw.Bearer(t, "u1", "free")
 	h.Set("traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
@@ -51,10 +50,10 @@ func checkTraceReachesBackend(t *testing.T, rcv *e2e.OTLPReceiver, gw *e2e.Gatew
 
 	// Spans arrive in batches from two processes: wait until the backend's
 	// span and its parent in the gateway have both arrived.
-	var backend, parent e2e.Span
-	e2e.WaitFor(t, 15*time.Second, "the backend span and its gateway parent", func() error {
+	var backend, parent Span
+	testkit.Eventually(t, "the backend span and its gateway parent", func() error {
 		spans := rcv.Trace(traceID)
-		byID := map[string]e2e.Span{}
+		byID := map[string]Span{}
 		for _, s := range spans {
 			byID[s.SpanID] = s
 		}
@@ -75,7 +74,7 @@ func checkTraceReachesBackend(t *testing.T, rcv *e2e.OTLPReceiver, gw *e2e.Gatew
 		t.Errorf("backend span name %q", backend.Name)
 	}
 	t.Logf("backend span's parent: gateway span %q", parent.Name)
-	e2e.WaitFor(t, 15*time.Second, "the gateway server span", func() error {
+	testkit.Eventually(t, "the gateway server span", func() error {
 		for _, s := range rcv.Trace(traceID) {
 			if s.Service == "gateway" && s.ParentSpanID == "00f067aa0ba902b7" {
 				if s.Kind != tracepb.Span_SPAN_KIND_SERVER {
@@ -97,7 +96,7 @@ func checkTraceReachesBackend(t *testing.T, rcv *e2e.OTLPReceiver, gw *e2e.Gatew
 }
 
 // accessLogEntry returns the gateway's access log line for requestID.
-func accessLogEntry(t *testing.T, gw *e2e.Gateway, requestID string) map[string]any {
+func accessLogEntry(t *testing.T, gw *Gateway, requestID string) map[string]any {
 	t.Helper()
 	return logEntry(t, gw, "handled request", requestID)
 }
@@ -105,10 +104,10 @@ func accessLogEntry(t *testing.T, gw *e2e.Gateway, requestID string) map[string]
 // logEntry waits for the JSON log line with message msg and requestID in the
 // gateway's output: logs are written in batches, so it may take a flush
 // interval to appear.
-func logEntry(t *testing.T, gw *e2e.Gateway, msg, requestID string) map[string]any {
+func logEntry(t *testing.T, gw *Gateway, msg, requestID string) map[string]any {
 	t.Helper()
 	var found map[string]any
-	e2e.WaitFor(t, 5*time.Second, msg+" log line", func() error {
+	testkit.Eventually(t, msg+" log line", func() error {
 		sc := bufio.NewScanner(strings.NewReader(gw.Output()))
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
@@ -132,9 +131,9 @@ func logEntry(t *testing.T, gw *e2e.Gateway, msg, requestID string) map[string]a
 // it, a failed first attempt and a successful retry as client spans, and the
 // backend's span a child of the attempt that reached it.
 func TestRetriedRequestSpanTree(t *testing.T) {
-	rcv := e2e.StartOTLPReceiver(t)
-	be := e2e.StartBackend(t, bins, rcv.Env("scoring"))
-	gw := e2e.StartGateway(t, bins, []string{be.Addr}, mergeEnv(rcv.Env("gateway"), map[string]string{
+	rcv := StartOTLPReceiver(t)
+	be := StartBackend(t, bins, rcv.Env("scoring"))
+	gw := StartGateway(t, bins, []string{be.Addr}, mergeEnv(rcv.Env("gateway"), map[string]string{
 		// Keep the breaker closed: this test is about retries.
 		"GATEWAY_BREAKER_MIN_REQUESTS": "1000",
 	}))
@@ -150,7 +149,7 @@ func TestRetriedRequestSpanTree(t *testing.T) {
 		}
 	}
 
-	e2e.WaitFor(t, 20*time.Second, "a retried request's complete trace", func() error {
+	testkit.Eventually(t, "a retried request's complete trace", func() error {
 		for _, id := range traceIDs {
 			if err := checkRetriedTrace(rcv.Trace(id)); err == nil {
 				return nil
@@ -161,9 +160,9 @@ func TestRetriedRequestSpanTree(t *testing.T) {
 }
 
 // checkRetriedTrace says what a retried request's trace lacks, or nil.
-func checkRetriedTrace(spans []e2e.Span) error {
-	byID := map[string]e2e.Span{}
-	var server e2e.Span
+func checkRetriedTrace(spans []Span) error {
+	byID := map[string]Span{}
+	var server Span
 	for _, s := range spans {
 		byID[s.SpanID] = s
 		if s.Service == "gateway" && s.ParentSpanID == "00f067aa0ba902b7" {
@@ -174,7 +173,7 @@ func checkRetriedTrace(spans []e2e.Span) error {
 		return fmt.Errorf("no server span")
 	}
 	var sawAuth, sawLimit bool
-	var attempts []e2e.Span
+	var attempts []Span
 	for _, s := range spans {
 		if s.Service != "gateway" || s.TraceID != server.TraceID {
 			continue
@@ -229,9 +228,9 @@ func mergeEnv(maps ...map[string]string) map[string]string {
 // TestDurationHistogramsCarryTraceExemplars: a sampled request's trace ID is
 // the exemplar of the upstream latency bucket it landed in (OpenMetrics).
 func TestDurationHistogramsCarryTraceExemplars(t *testing.T) {
-	rcv := e2e.StartOTLPReceiver(t)
-	be := e2e.StartBackend(t, bins, nil)
-	gw := e2e.StartGateway(t, bins, []string{be.Addr}, rcv.Env("gateway"))
+	rcv := StartOTLPReceiver(t)
+	be := StartBackend(t, bins, nil)
+	gw := StartGateway(t, bins, []string{be.Addr}, rcv.Env("gateway"))
 
 	const traceID = "5b8aa5a2d2c872e8321cf37308d69df2"
 	h := gw.Bearer(t, "u1", "free")

@@ -8,13 +8,14 @@ import (
 	"context"
 	"net"
 	"os/exec"
-	"strconv"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/lexiscore/gateway/internal/testkit"
 )
 
 // Server is a redis-server process owned by one test.
@@ -59,7 +60,7 @@ func newServer(t testing.TB, name string) *Server {
 	if err != nil {
 		t.Skipf("redis-server is not installed: %v", err)
 	}
-	s := &Server{Addr: freeAddr(t), bin: bin, dir: t.TempDir(), out: &logBuffer{}}
+	s := &Server{Addr: testkit.FreeAddr(t), bin: bin, dir: t.TempDir(), out: &logBuffer{}}
 	t.Cleanup(func() {
 		s.Kill()
 		if t.Failed() {
@@ -87,24 +88,16 @@ func (s *Server) start(t testing.TB) {
 
 	client := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1})
 	defer client.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := client.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return
-		}
+	testkit.Eventually(t, "redis-server on "+s.Addr+" to answer PING", func() error {
 		select {
 		case <-done:
 			t.Fatalf("redis-server exited at start-up:\n%s", s.out.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server on %s did not answer PING: %v", s.Addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		return client.Ping(ctx).Err()
+	})
 }
 
 // Kill ends the server with SIGKILL, as a crash would, and waits for it to
@@ -150,16 +143,6 @@ func (s *Server) Client(t testing.TB) *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: s.Addr})
 	t.Cleanup(func() { _ = c.Close() })
 	return c
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
-	}
-	defer l.Close()
-	return "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
 
 // logBuffer collects the server's output, written by the process's copier

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lexiscore/gateway/internal/e2e"
+	"github.com/lexiscore/gateway/internal/testkit"
 	"github.com/lexiscore/gateway/modules/identity"
 )
 
@@ -48,7 +48,7 @@ func gatewayCLI(t *testing.T, env map[string]string, args ...string) (string, er
 }
 
 // receivedHeaders returns the headers of the last /v1 request the backend got.
-func receivedHeaders(t *testing.T, be *e2e.Backend) http.Header {
+func receivedHeaders(t *testing.T, be *Backend) http.Header {
 	t.Helper()
 	var seen []struct {
 		Headers http.Header `json:"headers"`
@@ -78,8 +78,8 @@ func TestAuthenticationEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	be := e2e.StartBackend(t, bins, nil)
-	gw := e2e.StartGateway(t, bins, []string{be.Addr}, map[string]string{
+	be := StartBackend(t, bins, nil)
+	gw := StartGateway(t, bins, []string{be.Addr}, map[string]string{
 		"GATEWAY_JWT_SECRET":    secret,
 		"GATEWAY_JWT_ISSUER":    "https://id.lexiscore.test",
 		"GATEWAY_JWT_AUDIENCE":  "lexiscore",
@@ -106,7 +106,7 @@ func TestAuthenticationEndToEnd(t *testing.T) {
 
 	t.Run("health and readiness stay open", func(t *testing.T) {
 		for _, p := range []string{"/healthz", "/readyz"} {
-			e2e.WaitFor(t, 10*time.Second, p, func() error {
+			testkit.Eventually(t, p, func() error {
 				return expectOK(gw, p)
 			})
 		}
@@ -182,7 +182,7 @@ func TestAuthenticationEndToEnd(t *testing.T) {
 		}
 		// Audit lines are written in batches: wait for the five decisions
 		// counted above.
-		e2e.WaitFor(t, 5*time.Second, "audit events in the gateway's output", func() error {
+		testkit.Eventually(t, "audit events in the gateway's output", func() error {
 			if n := strings.Count(gw.Output(), `"logger":"http.handlers.authenticate.audit"`); n < 5 {
 				return fmt.Errorf("%d audit events, want at least 5", n)
 			}
@@ -197,7 +197,7 @@ func TestAuthenticationEndToEnd(t *testing.T) {
 	})
 }
 
-func expectOK(gw *e2e.Gateway, path string) error {
+func expectOK(gw *Gateway, path string) error {
 	resp, err := gw.Client.Get(gw.BaseURL + path)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"fmt"
@@ -6,9 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/lexiscore/gateway/internal/e2e"
+	"github.com/lexiscore/gateway/internal/testkit"
 )
 
 // TestCapturedSignatureRefusedByAnotherUpstream: a signed request captured
@@ -18,9 +17,9 @@ import (
 // Each backend's replay cache has never seen the nonce, so only the
 // @authority binding refuses it.
 func TestCapturedSignatureRefusedByAnotherUpstream(t *testing.T) {
-	a := e2e.StartBackend(t, bins, nil)
-	b := e2e.StartBackend(t, bins, nil)
-	gw := e2e.StartGateway(t, bins, []string{a.Addr}, nil)
+	a := StartBackend(t, bins, nil)
+	b := StartBackend(t, bins, nil)
+	gw := StartGateway(t, bins, []string{a.Addr}, nil)
 	if resp := gw.Do(t, http.MethodGet, "/v1/users/u1/scores", nil, gw.Bearer(t, "u1", "free")); resp.StatusCode != http.StatusOK {
 		t.Fatalf("through the gateway: %d", resp.StatusCode)
 	}
@@ -59,8 +58,8 @@ func TestCapturedSignatureRefusedByAnotherUpstream(t *testing.T) {
 // token included, and without an audit line), while other addresses are
 // served; past the log_denied rate, refusals are counted but not logged.
 func TestAuthFailuresLimitedPerIPBeforeVerification(t *testing.T) {
-	be := e2e.StartBackend(t, bins, nil)
-	gw := e2e.StartGateway(t, bins, []string{be.Addr}, map[string]string{"GATEWAY_RATE_IP_AUTH_FAILURES": "5/m"})
+	be := StartBackend(t, bins, nil)
+	gw := StartGateway(t, bins, []string{be.Addr}, map[string]string{"GATEWAY_RATE_IP_AUTH_FAILURES": "5/m"})
 	const flood, user = "198.51.100.7", "198.51.100.8"
 	from := func(ip string, h http.Header) http.Header {
 		h = h.Clone()
@@ -107,7 +106,7 @@ func TestAuthFailuresLimitedPerIPBeforeVerification(t *testing.T) {
 	if unlogged < 1 {
 		t.Fatalf("all %d refusals were logged: want them sampled", refused)
 	}
-	e2e.WaitFor(t, 15*time.Second, "the access log lines of the logged refusals", func() error {
+	testkit.Eventually(t, "the access log lines of the logged refusals", func() error {
 		var logged, audited int
 		for _, line := range strings.Split(gw.Output(), "\n") {
 			if !strings.Contains(line, `"client_ip":"`+flood+`"`) {

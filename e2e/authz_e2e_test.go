@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -6,9 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/lexiscore/gateway/internal/e2e"
+	"github.com/lexiscore/gateway/internal/testkit"
 	"github.com/lexiscore/gateway/modules/identity"
 )
 
@@ -18,8 +17,8 @@ import (
 // The gateway refuses what it sees in the path (another user's list: 403),
 // the backend what it alone knows (another user's score id: 404).
 func TestAuthorizationEndToEnd(t *testing.T) {
-	be := e2e.StartBackend(t, bins, nil)
-	gw := e2e.StartGateway(t, bins, []string{be.Addr}, nil)
+	be := StartBackend(t, bins, nil)
+	gw := StartGateway(t, bins, []string{be.Addr}, nil)
 	as := func(user, tenant string, scopes ...string) http.Header {
 		return gw.BearerWith(t, identity.TokenOptions{Subject: user, Tier: "pro", Tenant: tenant, Scopes: scopes})
 	}
@@ -112,7 +111,7 @@ func TestAuthorizationEndToEnd(t *testing.T) {
 				t.Errorf("metrics lack %s", want)
 			}
 		}
-		e2e.WaitFor(t, 10*time.Second, "the audit of bob's refusal", func() error {
+		testkit.Eventually(t, "the audit of bob's refusal", func() error {
 			for _, line := range strings.Split(gw.Output(), "\n") {
 				if strings.Contains(line, `"logger":"http.handlers.authorize.audit"`) && strings.Contains(line, `"decision":"deny"`) && strings.Contains(line, `"user_id":"bob"`) {
 					return nil

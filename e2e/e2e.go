@@ -1,7 +1,7 @@
-// Package e2e runs the real gateway binary, configured by the real Caddyfile,
-// in front of a real scoring backend process, and talks to it over real TLS.
-// End-to-end tests of every issue reuse it; every process it starts is
-// stopped when the test ends, whether it passed or not.
+// Package e2e holds the end-to-end tests and their harness: the real gateway
+// binary, configured by the real Caddyfile, in front of a real scoring
+// backend process, talked to over real TLS. Every process the harness starts
+// is stopped when the test ends, whether it passed or not.
 package e2e
 
 import (
@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lexiscore/gateway/internal/testkit"
 	"github.com/lexiscore/gateway/modules/identity"
 )
 
@@ -59,18 +60,7 @@ func repoRoot() (string, error) {
 	if !ok {
 		return "", fmt.Errorf("locating the repository root: no caller information")
 	}
-	return filepath.Abs(filepath.Join(filepath.Dir(file), "..", ".."))
-}
-
-// FreeAddr returns 127.0.0.1:<port> for a port that was free a moment ago.
-func FreeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return filepath.Abs(filepath.Join(filepath.Dir(file), ".."))
 }
 
 func port(addr string) string {
@@ -176,13 +166,13 @@ type Backend struct {
 // StartBackend starts the scoring backend on free ports and waits until it answers.
 func StartBackend(t testing.TB, b Binaries, env map[string]string) *Backend {
 	t.Helper()
-	be := &Backend{Addr: FreeAddr(t), AdminAddr: FreeAddr(t)}
+	be := &Backend{Addr: testkit.FreeAddr(t), AdminAddr: testkit.FreeAddr(t)}
 	full := map[string]string{"SCORING_SIGNING_KEYS": SigningKeyID + ":" + writeSecret(t, signingSecret)}
 	for k, v := range env {
 		full[k] = v
 	}
 	be.Process = start(t, "scoring", b.Scoring, full, "-addr", be.Addr, "-admin-addr", be.AdminAddr)
-	WaitFor(t, 15*time.Second, "the scoring backend", func() error {
+	testkit.Eventually(t, "the scoring backend", func() error {
 		return ExpectStatus(http.DefaultClient, "http://"+be.Addr+"/healthz", http.StatusOK)
 	})
 	return be
@@ -246,8 +236,8 @@ func StartGateway(t testing.TB, b Binaries, upstreams []string, env map[string]s
 func StartGatewayConfig(t testing.TB, b Binaries, caddyfile string, upstreams []string, env map[string]string) *Gateway {
 	t.Helper()
 	dir := t.TempDir()
-	httpsAddr, httpAddr := FreeAddr(t), FreeAddr(t)
-	metricsAddr, adminAddr := FreeAddr(t), FreeAddr(t)
+	httpsAddr, httpAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
+	metricsAddr, adminAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	full := map[string]string{
 		"GATEWAY_JWT_SECRET":        randomSecret(),
 		"GATEWAY_SIGNING_KEY_ID":    SigningKeyID,
@@ -285,7 +275,7 @@ func StartGatewayConfig(t testing.TB, b Binaries, caddyfile string, upstreams []
 		caddyfile:  caddyfile,
 	}
 	g.Process = start(t, "gateway", b.Gateway, full, "run", "--config", caddyfile, "--adapter", "caddyfile")
-	WaitFor(t, 30*time.Second, "the gateway's local CA", func() error {
+	testkit.Eventually(t, "the gateway's local CA", func() error {
 		if g.Exited() {
 			return fmt.Errorf("gateway exited")
 		}
@@ -401,22 +391,6 @@ func (g *Gateway) Metrics(t testing.TB) string {
 
 // Output returns everything the process printed so far.
 func (p *Process) Output() string { return p.out.String() }
-
-// WaitFor polls check until it returns nil, failing the test after timeout.
-func WaitFor(t testing.TB, timeout time.Duration, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: %v", what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 // ExpectStatus reports an error unless GET url through c answers want.
 func ExpectStatus(c *http.Client, url string, want int) error {

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"errors"
@@ -12,8 +12,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/lexiscore/gateway/internal/e2e"
-	"github.com/lexiscore/gateway/internal/promcheck"
+	"github.com/lexiscore/gateway/internal/testkit/promcheck"
 	"github.com/lexiscore/gateway/modules/identity"
 )
 
@@ -43,8 +42,8 @@ var notScrapedUnderTest = map[string][]string{
 // TestMetricsAfterRepresentativeTraffic drives 401, 429, 400, retried reads
 // and a stale fallback through one gateway, then checks its scrape.
 func TestMetricsAfterRepresentativeTraffic(t *testing.T) {
-	be := e2e.StartBackend(t, bins, nil)
-	gw := e2e.StartGateway(t, bins, []string{be.Addr}, map[string]string{
+	be := StartBackend(t, bins, nil)
+	gw := StartGateway(t, bins, []string{be.Addr}, map[string]string{
 		// Reads are limited per user: one user's burst of reads gets 429s,
 		// while each reader of the retry phase has a budget of its own.
 		"GATEWAY_RATE_BURST":     "3/s",
@@ -144,7 +143,7 @@ func TestMetricsAfterRepresentativeTraffic(t *testing.T) {
 		{"gateway_upstream_requests_total", map[string]string{"upstream": be.Addr, "code_class": "5xx"}},
 		{"gateway_retries_total", map[string]string{"route": "read_scores", "reason": "status"}},
 		{"gateway_fallbacks_total", map[string]string{"route": "read_scores", "kind": "stale"}},
-		{"gateway_signed_requests_total", map[string]string{"key_id": e2e.SigningKeyID}},
+		{"gateway_signed_requests_total", map[string]string{"key_id": SigningKeyID}},
 	} {
 		if n, v := sumSeries(fams, want.name, want.labels); n == 0 || v < 1 {
 			t.Errorf("%s%v: %d series summing to %v, want at least 1", want.name, want.labels, n, v)
@@ -278,11 +277,11 @@ func TestLogsCarryIDsAndNoSecrets(t *testing.T) {
 
 	// A real trace exporter, so that the trace IDs logged are those of
 	// exported spans.
-	rcv := e2e.StartOTLPReceiver(t)
-	be := e2e.StartBackend(t, bins, nil)
+	rcv := StartOTLPReceiver(t)
+	be := StartBackend(t, bins, nil)
 	env := rcv.Env("gateway")
 	env["GATEWAY_API_KEYS_FILE"] = keysFile
-	gw := e2e.StartGateway(t, bins, []string{be.Addr}, env)
+	gw := StartGateway(t, bins, []string{be.Addr}, env)
 	bearer := gw.Bearer(t, "log-user", "free")
 	token := strings.TrimPrefix(bearer.Get("Authorization"), "Bearer ")
 

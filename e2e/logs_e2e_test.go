@@ -1,20 +1,18 @@
-package main
+package e2e
 
 import (
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
-
-	"github.com/lexiscore/gateway/internal/e2e"
 )
 
 // TestBufferedLogsSurviveSIGTERM holds every access and audit line in the
 // log buffers (an hour-long flush interval), stops the gateway the way an
 // orchestrator does, and finds every line in its output.
 func TestBufferedLogsSurviveSIGTERM(t *testing.T) {
-	be := e2e.StartBackend(t, bins, nil)
-	gw := e2e.StartGateway(t, bins, []string{be.Addr}, map[string]string{"GATEWAY_LOG_FLUSH_INTERVAL": "1h"})
+	be := StartBackend(t, bins, nil)
+	gw := StartGateway(t, bins, []string{be.Addr}, map[string]string{"GATEWAY_LOG_FLUSH_INTERVAL": "1h"})
 	bearer := gw.Bearer(t, "sigterm-user", "free")
 	const requests = 12
 	var ids []string

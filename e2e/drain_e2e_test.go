@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"crypto/tls"
@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lexiscore/gateway/internal/e2e"
+	"github.com/lexiscore/gateway/internal/testkit"
 )
 
 // h1Client is c restricted to HTTP/1.1, one connection per request in flight.
@@ -27,16 +27,16 @@ func h1Client(c *http.Client) *http.Client {
 // process exits within shutdown_delay + grace_period.
 func TestDrainCompletesInFlightRequests(t *testing.T) {
 	const delay, grace = 2 * time.Second, 10 * time.Second
-	be := e2e.StartBackend(t, bins, nil)
-	gw := e2e.StartGateway(t, bins, []string{be.Addr}, resilienceEnv(map[string]string{
+	be := StartBackend(t, bins, nil)
+	gw := StartGateway(t, bins, []string{be.Addr}, resilienceEnv(map[string]string{
 		"GATEWAY_SHUTDOWN_DELAY":       delay.String(),
 		"GATEWAY_GRACE_PERIOD":         grace.String(),
 		"GATEWAY_READ_TIMEOUT":         "20s",
 		"GATEWAY_READ_ATTEMPT_TIMEOUT": "20s",
 	}))
 	auth := gw.Bearer(t, "draining", "free")
-	e2e.WaitFor(t, 15*time.Second, "readiness", func() error {
-		return e2e.ExpectStatus(gw.Client, gw.BaseURL+"/readyz", http.StatusOK)
+	testkit.Eventually(t, "readiness", func() error {
+		return ExpectStatus(gw.Client, gw.BaseURL+"/readyz", http.StatusOK)
 	})
 	be.SetFaults(t, map[string]any{"latency_ms": 3000})
 	resetBackend(t, be)
@@ -55,7 +55,7 @@ func TestDrainCompletesInFlightRequests(t *testing.T) {
 			}
 		})
 	}
-	e2e.WaitFor(t, 20*time.Second, "50 requests at the backend", func() error {
+	testkit.Eventually(t, "50 requests at the backend", func() error {
 		if n := statsOf(t, be).InFlight; n < inFlight {
 			return fmt.Errorf("%d in flight", n)
 		}
@@ -68,8 +68,8 @@ func TestDrainCompletesInFlightRequests(t *testing.T) {
 	}
 	// Load balancers see the gateway leave at once, while it still serves
 	// (a 503 is an answer: the listeners are still open).
-	e2e.WaitFor(t, grace, "/readyz answering 503", func() error {
-		return e2e.ExpectStatus(gw.Client, gw.BaseURL+"/readyz", http.StatusServiceUnavailable)
+	testkit.Eventually(t, "/readyz answering 503", func() error {
+		return ExpectStatus(gw.Client, gw.BaseURL+"/readyz", http.StatusServiceUnavailable)
 	})
 	t.Logf("/readyz answered 503 %v after SIGTERM", time.Since(sent).Round(time.Millisecond))
 	wg.Wait()
@@ -88,8 +88,8 @@ func TestDrainCompletesInFlightRequests(t *testing.T) {
 // keep a stopping gateway alive.
 func TestShutdownIsBounded(t *testing.T) {
 	const grace = time.Second
-	be := e2e.StartBackend(t, bins, nil)
-	gw := e2e.StartGateway(t, bins, []string{be.Addr}, resilienceEnv(map[string]string{
+	be := StartBackend(t, bins, nil)
+	gw := StartGateway(t, bins, []string{be.Addr}, resilienceEnv(map[string]string{
 		"GATEWAY_GRACE_PERIOD":   grace.String(),
 		"GATEWAY_SUBMIT_TIMEOUT": "60s",
 	}))
@@ -98,7 +98,7 @@ func TestShutdownIsBounded(t *testing.T) {
 	resetBackend(t, be)
 	done := make(chan callResult, 1)
 	go func() { done <- call(gw.Client, http.MethodPost, gw.BaseURL+"/v1/scores", scoreBody, auth) }()
-	e2e.WaitFor(t, 20*time.Second, "the request at the backend", func() error {
+	testkit.Eventually(t, "the request at the backend", func() error {
 		if n := statsOf(t, be).InFlight; n < 1 {
 			return fmt.Errorf("%d in flight", n)
 		}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -23,9 +23,9 @@ import (
 	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
 
-	"github.com/lexiscore/gateway/internal/e2e"
-	"github.com/lexiscore/gateway/internal/promcheck"
-	"github.com/lexiscore/gateway/internal/redistest"
+	"github.com/lexiscore/gateway/internal/testkit"
+	"github.com/lexiscore/gateway/internal/testkit/promcheck"
+	"github.com/lexiscore/gateway/internal/testkit/redistest"
 )
 
 // speedUp divides every duration of the shipped rules by this factor in
@@ -55,12 +55,12 @@ func TestOnCallScenario(t *testing.T) {
 	amBin := alertingTool(t, "prometheus-alertmanager", "alertmanager")
 
 	redis := redistest.Start(t)
-	be := e2e.StartBackend(t, bins, nil)
+	be := StartBackend(t, bins, nil)
 	// Active health checks are slowed to one at start-up, so that the dead
 	// backend reaches the circuit breaker (the page on-call gets) instead
 	// of taking the upstream out of rotation first. A small burst limit
 	// makes a few 429s cheap.
-	gw := e2e.StartGateway(t, bins, []string{be.Addr}, map[string]string{
+	gw := StartGateway(t, bins, []string{be.Addr}, map[string]string{
 		"GATEWAY_HEALTH_INTERVAL": "1h",
 		"REDIS_URL":               redis.URL(),
 		"GATEWAY_RATE_BURST":      "5/s",
@@ -93,7 +93,7 @@ func TestOnCallScenario(t *testing.T) {
 			be.SetFaults(t, map[string]any{"outage": true})
 		}, "pagerduty", map[string]string{"alertname": "GatewayCircuitBreakerOpen", "severity": "critical", "upstream": be.Addr}, func() {
 			be.SetFaults(t, map[string]any{})
-			e2e.WaitFor(t, time.Minute, "the breaker closed again", func() error {
+			testkit.Eventually(t, "the breaker closed again", func() error {
 				if !strings.Contains(gw.Metrics(t), `gateway_circuit_breaker_state{state="closed",upstream="`+be.Addr+`"} 1`) {
 					return fmt.Errorf("breaker of %s not closed", be.Addr)
 				}
@@ -247,7 +247,7 @@ func alertingTool(t *testing.T, names ...string) string {
 // new URLs (so no stale answer hides a failure) at 4/s, a scanner without
 // credentials at 2/s (401), a user over the burst limit (429) and an
 // invalid query (400) now and then.
-func scenarioTraffic(t *testing.T, gw *e2e.Gateway) {
+func scenarioTraffic(t *testing.T, gw *Gateway) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	send := func(path string, header http.Header) {
@@ -399,7 +399,7 @@ func alertHasLabels(got, want map[string]string) bool {
 func startAlertmanager(t *testing.T, bin, hookURL string) (addr string) {
 	t.Helper()
 	var cfg map[string]any
-	readAlertingYAML(t, filepath.Join(bins.Root, "alerts", "alertmanager.yml"), &cfg)
+	testkit.ReadYAML(t, filepath.Join(bins.Root, "alerts", "alertmanager.yml"), &cfg)
 	receivers, _ := cfg["receivers"].([]any)
 	for i, r := range receivers {
 		name := r.(map[string]any)["name"]
@@ -413,7 +413,7 @@ func startAlertmanager(t *testing.T, bin, hookURL string) (addr string) {
 	path := filepath.Join(dir, "alertmanager.yml")
 	writeAlertingYAML(t, path, cfg)
 
-	addr = e2e.FreeAddr(t)
+	addr = testkit.FreeAddr(t)
 	startAlertingTool(t, "alertmanager", bin,
 		"--config.file="+path, "--storage.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr, "--cluster.listen-address=")
@@ -453,7 +453,7 @@ func startPrometheus(t *testing.T, bin, metricsURL, amAddr string) (addr string)
 	files, _ := filepath.Glob(filepath.Join(bins.Root, "alerts", "rules", "*.yml"))
 	for _, f := range files {
 		var rf map[string]any
-		readAlertingYAML(t, f, &rf)
+		testkit.ReadYAML(t, f, &rf)
 		speedUpRules(t, rf)
 		writeAlertingYAML(t, filepath.Join(rulesDir, filepath.Base(f)), rf)
 	}
@@ -480,7 +480,7 @@ func startPrometheus(t *testing.T, bin, metricsURL, amAddr string) (addr string)
 	}
 	path := filepath.Join(dir, "prometheus.yml")
 	writeAlertingYAML(t, path, cfg)
-	addr = e2e.FreeAddr(t)
+	addr = testkit.FreeAddr(t)
 	startAlertingTool(t, "prometheus", bin,
 		"--config.file="+path, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr, "--rules.alert.resend-delay=1s")
@@ -570,7 +570,7 @@ func (l alertingToolOutput) Write(p []byte) (int, error) {
 
 func waitAlertingToolReady(t *testing.T, name, url string) {
 	t.Helper()
-	e2e.WaitFor(t, 30*time.Second, name, func() error {
+	testkit.Eventually(t, name, func() error {
 		resp, err := http.Get(url)
 		if err != nil {
 			return err
@@ -581,17 +581,6 @@ func waitAlertingToolReady(t *testing.T, name, url string) {
 		}
 		return nil
 	})
-}
-
-func readAlertingYAML(t *testing.T, path string, v any) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal(b, v); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
 }
 
 func writeAlertingYAML(t *testing.T, path string, v any) {

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"crypto/tls"
@@ -18,7 +18,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/lexiscore/gateway/internal/e2e"
+	"github.com/lexiscore/gateway/internal/testkit"
 )
 
 // The end-to-end proof of docs/resilience.md: the real gateway with the
@@ -85,7 +85,7 @@ func with(h http.Header, kv ...string) http.Header {
 	return out
 }
 
-func createScores(t *testing.T, gw *e2e.Gateway, auth http.Header, n int) []string {
+func createScores(t *testing.T, gw *Gateway, auth http.Header, n int) []string {
 	t.Helper()
 	ids := make([]string, n)
 	for i := range ids {
@@ -105,7 +105,7 @@ func createScores(t *testing.T, gw *e2e.Gateway, auth http.Header, n int) []stri
 }
 
 // resetBackend forgets the backend's request log and counters.
-func resetBackend(t *testing.T, be *e2e.Backend) {
+func resetBackend(t *testing.T, be *Backend) {
 	t.Helper()
 	for _, path := range []string{"/requests", "/stats"} {
 		req, _ := http.NewRequest(http.MethodDelete, "http://"+be.AdminAddr+path, nil)
@@ -118,7 +118,7 @@ func resetBackend(t *testing.T, be *e2e.Backend) {
 }
 
 // attemptsByID counts the requests the backend received per X-Request-ID.
-func attemptsByID(t *testing.T, be *e2e.Backend) map[string]int {
+func attemptsByID(t *testing.T, be *Backend) map[string]int {
 	t.Helper()
 	var seen []struct {
 		Headers http.Header `json:"headers"`
@@ -139,7 +139,7 @@ type backendStats struct {
 	CancelledTotal int64            `json:"cancelled_total"`
 }
 
-func statsOf(t *testing.T, be *e2e.Backend) backendStats {
+func statsOf(t *testing.T, be *Backend) backendStats {
 	t.Helper()
 	var s backendStats
 	be.Admin(t, "/stats", &s)
@@ -147,7 +147,7 @@ func statsOf(t *testing.T, be *e2e.Backend) backendStats {
 }
 
 // metrics parses one scrape of the gateway's /metrics.
-func metrics(t *testing.T, gw *e2e.Gateway) map[string]*dto.MetricFamily {
+func metrics(t *testing.T, gw *Gateway) map[string]*dto.MetricFamily {
 	t.Helper()
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(strings.NewReader(gw.Metrics(t)))
@@ -158,7 +158,7 @@ func metrics(t *testing.T, gw *e2e.Gateway) map[string]*dto.MetricFamily {
 }
 
 // breakerState is the state gateway_circuit_breaker_state reports for upstream.
-func breakerState(t *testing.T, gw *e2e.Gateway, upstream string) string {
+func breakerState(t *testing.T, gw *Gateway, upstream string) string {
 	t.Helper()
 	fams := metrics(t, gw)
 	for _, s := range []string{"closed", "open", "half-open"} {
@@ -200,8 +200,8 @@ func retryAfterOK(t *testing.T, r callResult, maxSecs int) {
 // out), each client request reaches the backend at most max_attempts (3)
 // times, and a POST without an Idempotency-Key is never replayed.
 func TestResilienceHalfFailingBackend(t *testing.T) {
-	be := e2e.StartBackend(t, bins, nil)
-	gw := e2e.StartGateway(t, bins, []string{be.Addr}, resilienceEnv(nil))
+	be := StartBackend(t, bins, nil)
+	gw := StartGateway(t, bins, []string{be.Addr}, resilienceEnv(nil))
 	auth := gw.Bearer(t, "half", "free")
 	ids := createScores(t, gw, auth, 10)
 	for _, id := range ids {
@@ -300,8 +300,8 @@ func TestResilienceHalfFailingBackend(t *testing.T) {
 // (stale data for cached reads), and after the backend returns the breaker
 // half-opens, then closes; the state gauge shows each step.
 func TestResilienceBackendHardDown(t *testing.T) {
-	be := e2e.StartBackend(t, bins, nil)
-	gw := e2e.StartGateway(t, bins, []string{be.Addr}, resilienceEnv(map[string]string{
+	be := StartBackend(t, bins, nil)
+	gw := StartGateway(t, bins, []string{be.Addr}, resilienceEnv(map[string]string{
 		// Active health checks would take the upstream out of rotation on
 		// their own; slowed to the start-up check, the breaker is alone.
 		"GATEWAY_HEALTH_INTERVAL":      "1h",
@@ -317,7 +317,7 @@ func TestResilienceBackendHardDown(t *testing.T) {
 
 	be.SetFaults(t, map[string]any{"outage": true})
 	down := time.Now()
-	e2e.WaitFor(t, 10*time.Second, "the breaker to open", func() error {
+	testkit.Eventually(t, "the breaker to open", func() error {
 		call(gw.Client, http.MethodGet, gw.BaseURL+"/v1/users/down/scores", "", auth)
 		if s := breakerState(t, gw, be.Addr); s != "open" {
 			return fmt.Errorf("breaker %q", s)
@@ -359,14 +359,14 @@ func TestResilienceBackendHardDown(t *testing.T) {
 	}
 
 	be.SetFaults(t, map[string]any{"outage": false})
-	e2e.WaitFor(t, 10*time.Second, "half-open after the open delay", func() error {
+	testkit.Eventually(t, "half-open after the open delay", func() error {
 		if s := breakerState(t, gw, be.Addr); s != "half-open" {
 			return fmt.Errorf("breaker %q", s)
 		}
 		return nil
 	})
 	steps = append(steps, "half-open")
-	e2e.WaitFor(t, 10*time.Second, "the probes to close the breaker", func() error {
+	testkit.Eventually(t, "the probes to close the breaker", func() error {
 		// The caller's own scores: another user's would be refused (403)
 		// before reaching the upstream, and probe nothing.
 		call(gw.Client, http.MethodGet, gw.BaseURL+"/v1/users/down/scores", "", auth)
@@ -393,9 +393,9 @@ func TestResilienceBackendHardDown(t *testing.T) {
 // TestResilienceOneOfTwoUpstreamsFailing: traffic moves to the healthy
 // upstream without a single client-visible error.
 func TestResilienceOneOfTwoUpstreamsFailing(t *testing.T) {
-	bad := e2e.StartBackend(t, bins, nil)
-	good := e2e.StartBackend(t, bins, nil)
-	gw := e2e.StartGateway(t, bins, []string{bad.Addr, good.Addr}, resilienceEnv(nil))
+	bad := StartBackend(t, bins, nil)
+	good := StartBackend(t, bins, nil)
+	gw := StartGateway(t, bins, []string{bad.Addr, good.Addr}, resilienceEnv(nil))
 	auth := gw.Bearer(t, "two", "free")
 
 	// keyed POSTs carry an Idempotency-Key: a POST that reached the
@@ -436,8 +436,8 @@ func TestResilienceOneOfTwoUpstreamsFailing(t *testing.T) {
 // slow backend. At most 100 reach it at a time; the others wait briefly
 // or get 503 with Retry-After; nothing hangs.
 func TestResilienceConcurrentUploadsBulkheaded(t *testing.T) {
-	be := e2e.StartBackend(t, bins, nil)
-	gw := e2e.StartGateway(t, bins, []string{be.Addr}, resilienceEnv(nil))
+	be := StartBackend(t, bins, nil)
+	gw := StartGateway(t, bins, []string{be.Addr}, resilienceEnv(nil))
 	auth := gw.Bearer(t, "uploader", "free")
 	be.SetFaults(t, map[string]any{"latency_ms": 2000})
 	resetBackend(t, be)
@@ -508,8 +508,8 @@ func TestResilienceConcurrentUploadsBulkheaded(t *testing.T) {
 // timeout gets the request canceled, the client a 504 in time; a slow
 // body, once the answer has begun, is not cut.
 func TestResilienceSlowBackendTimesOut(t *testing.T) {
-	be := e2e.StartBackend(t, bins, nil)
-	gw := e2e.StartGateway(t, bins, []string{be.Addr}, resilienceEnv(map[string]string{
+	be := StartBackend(t, bins, nil)
+	gw := StartGateway(t, bins, []string{be.Addr}, resilienceEnv(map[string]string{
 		"GATEWAY_READ_TIMEOUT":         "1s",
 		"GATEWAY_READ_ATTEMPT_TIMEOUT": "400ms",
 		"GATEWAY_SUBMIT_TIMEOUT":       "1s",
@@ -540,7 +540,7 @@ func TestResilienceSlowBackendTimesOut(t *testing.T) {
 		if !tc.seesCancel {
 			continue
 		}
-		e2e.WaitFor(t, 10*time.Second, "the backend to see the request canceled", func() error {
+		testkit.Eventually(t, "the backend to see the request canceled", func() error {
 			if n := statsOf(t, be).CancelledTotal; n <= before {
 				return fmt.Errorf("cancelled_total %d", n)
 			}
@@ -563,8 +563,8 @@ func TestResilienceSlowBackendTimesOut(t *testing.T) {
 // TestResilienceDegradedModeFromTheAdminAPI: an operator switches degraded
 // mode on; audio scoring is shed with 503 while reads are served.
 func TestResilienceDegradedModeFromTheAdminAPI(t *testing.T) {
-	be := e2e.StartBackend(t, bins, nil)
-	gw := e2e.StartGateway(t, bins, []string{be.Addr}, resilienceEnv(nil))
+	be := StartBackend(t, bins, nil)
+	gw := StartGateway(t, bins, []string{be.Addr}, resilienceEnv(nil))
 	auth := gw.Bearer(t, "degraded", "free")
 	setDegraded := func(on bool) map[string]bool {
 		t.Helper()

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"crypto/tls"
@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lexiscore/gateway/internal/e2e"
+	"github.com/lexiscore/gateway/internal/testkit"
 )
 
 // securityHeaders must be on every response of the public site.
@@ -58,8 +58,8 @@ func problemBody(t *testing.T, resp *http.Response) map[string]any {
 }
 
 func TestHTTPRedirectsToHTTPS(t *testing.T) {
-	be := e2e.StartBackend(t, bins, nil)
-	gw := e2e.StartGateway(t, bins, []string{be.Addr}, nil)
+	be := StartBackend(t, bins, nil)
+	gw := StartGateway(t, bins, []string{be.Addr}, nil)
 
 	resp, err := gw.Client.Get(gw.HTTPURL + "/v1/scores/abc?x=1")
 	if err != nil {
@@ -80,7 +80,7 @@ func TestHTTPRedirectsToHTTPS(t *testing.T) {
 // TestRedirectGoesToConfiguredDomainOnly: the HTTP port redirects every Host
 // to GATEWAY_DOMAIN; redirecting to the Host a client sent is an open redirect.
 func TestRedirectGoesToConfiguredDomainOnly(t *testing.T) {
-	gw := e2e.StartGateway(t, bins, []string{e2e.FreeAddr(t)}, nil)
+	gw := StartGateway(t, bins, []string{testkit.FreeAddr(t)}, nil)
 	for _, host := range []string{"evil.test", "evil.test:443", "localhost.evil.test"} {
 		req, _ := http.NewRequest(http.MethodGet, gw.HTTPURL+"/v1/scores?x=1", nil)
 		req.Host = host
@@ -102,7 +102,7 @@ func TestRedirectGoesToConfiguredDomainOnly(t *testing.T) {
 // gateway does not serve gets a 421 problem with the security headers, not
 // Caddy's empty 200 with Server: Caddy; over HTTP/1.1 and HTTP/2 alike.
 func TestUnservedHostIsMisdirected(t *testing.T) {
-	gw := e2e.StartGateway(t, bins, []string{e2e.FreeAddr(t)}, nil)
+	gw := StartGateway(t, bins, []string{testkit.FreeAddr(t)}, nil)
 	h1 := *gw.Client
 	tr := gw.Client.Transport.(*http.Transport).Clone()
 	tr.ForceAttemptHTTP2 = false
@@ -137,14 +137,14 @@ func TestUnservedHostIsMisdirected(t *testing.T) {
 }
 
 func TestSecurityHeadersOnEveryResponse(t *testing.T) {
-	be := e2e.StartBackend(t, bins, nil)
-	down := e2e.FreeAddr(t)
-	gw := e2e.StartGateway(t, bins, []string{be.Addr}, nil)
-	gwDown := e2e.StartGateway(t, bins, []string{down}, nil)
+	be := StartBackend(t, bins, nil)
+	down := testkit.FreeAddr(t)
+	gw := StartGateway(t, bins, []string{be.Addr}, nil)
+	gwDown := StartGateway(t, bins, []string{down}, nil)
 
 	cases := []struct {
 		name string
-		gw   *e2e.Gateway
+		gw   *Gateway
 		path string
 		want int
 		// alsoOK is another acceptable status: with no upstream answering,
@@ -177,8 +177,8 @@ func TestSecurityHeadersOnEveryResponse(t *testing.T) {
 }
 
 func TestRequestIDEchoedAndForwarded(t *testing.T) {
-	be := e2e.StartBackend(t, bins, nil)
-	gw := e2e.StartGateway(t, bins, []string{be.Addr}, nil)
+	be := StartBackend(t, bins, nil)
+	gw := StartGateway(t, bins, []string{be.Addr}, nil)
 
 	cases := []struct {
 		name, sent string
@@ -222,16 +222,16 @@ func TestRequestIDEchoedAndForwarded(t *testing.T) {
 }
 
 func TestReadinessFollowsBackendOutage(t *testing.T) {
-	be := e2e.StartBackend(t, bins, nil)
-	gw := e2e.StartGateway(t, bins, []string{be.Addr}, nil)
+	be := StartBackend(t, bins, nil)
+	gw := StartGateway(t, bins, []string{be.Addr}, nil)
 
 	ready := func(want int) func() error {
-		return func() error { return e2e.ExpectStatus(gw.Client, gw.BaseURL+"/readyz", want) }
+		return func() error { return ExpectStatus(gw.Client, gw.BaseURL+"/readyz", want) }
 	}
-	e2e.WaitFor(t, 10*time.Second, "ready", ready(http.StatusOK))
+	testkit.Eventually(t, "ready", ready(http.StatusOK))
 
 	be.SetFaults(t, map[string]any{"outage": true})
-	e2e.WaitFor(t, 10*time.Second, "not ready", ready(http.StatusServiceUnavailable))
+	testkit.Eventually(t, "not ready", ready(http.StatusServiceUnavailable))
 	resp := gw.Do(t, http.MethodGet, "/readyz", nil, nil)
 	assertSecurityHeaders(t, resp)
 	problemBody(t, resp)
@@ -240,14 +240,14 @@ func TestReadinessFollowsBackendOutage(t *testing.T) {
 	}
 
 	be.SetFaults(t, map[string]any{"outage": false})
-	e2e.WaitFor(t, 10*time.Second, "ready again", ready(http.StatusOK))
+	testkit.Eventually(t, "ready again", ready(http.StatusOK))
 }
 
 // TestNoUpstreamIsProblem: with no upstream answering, the gateway answers
 // itself — 503 once health checks or breakers have marked the upstream down,
 // 502 before — always as a problem document without internal details.
 func TestNoUpstreamIsProblem(t *testing.T) {
-	gw := e2e.StartGateway(t, bins, []string{e2e.FreeAddr(t)}, nil)
+	gw := StartGateway(t, bins, []string{testkit.FreeAddr(t)}, nil)
 	h := gw.Bearer(t, "u1", "free")
 	h.Set("X-Request-ID", "trace-me-502")
 	resp := gw.Do(t, http.MethodGet, "/v1/scores/abc", nil, h)
@@ -272,8 +272,8 @@ func (e *statusError) Error() string {
 // TestTLSCertificateExpiryExposed: the expiry of the certificate the gateway
 // serves reaches /metrics, in the future and after its start of validity.
 func TestTLSCertificateExpiryExposed(t *testing.T) {
-	be := e2e.StartBackend(t, bins, nil)
-	gw := e2e.StartGateway(t, bins, []string{be.Addr}, nil)
+	be := StartBackend(t, bins, nil)
+	gw := StartGateway(t, bins, []string{be.Addr}, nil)
 	read := func(scrape, name string) float64 {
 		prefix := name + `{name="localhost"} `
 		for _, line := range strings.Split(scrape, "\n") {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -93,6 +94,22 @@ func Known(root string, scraped Metrics) (Metrics, error) {
 		}
 	}
 	return known, nil
+}
+
+// KnownFromList is Known for the checked-in list of the series a real
+// scrape of the gateway exposes, root/alerts/testdata/metric-names.txt. To
+// check against a live scrape instead, use FromScrape and Known.
+func KnownFromList(root string) (Metrics, error) {
+	f, err := os.Open(filepath.Join(root, "alerts", "testdata", "metric-names.txt"))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	scraped, err := ReadNameList(f)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", f.Name(), err)
+	}
+	return Known(root, scraped)
 }
 
 // All returns every PromQL expression the repository at root ships: its

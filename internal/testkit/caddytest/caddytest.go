@@ -10,25 +10,24 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	"github.com/lexiscore/gateway/internal/testkit"
 )
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	_, port, _ := net.SplitHostPort(testkit.FreeAddr(t))
+	n, _ := strconv.Atoi(port)
+	return n
 }
 
 // ClosedAddr returns an address on which nothing listens, so connections are refused.
@@ -85,21 +84,16 @@ func (in *Instance) URL(path string) string {
 	return fmt.Sprintf("http://127.0.0.1:%d%s", in.HTTPPort, path)
 }
 
-// WaitReady polls url until anything answers or ten seconds pass.
+// WaitReady polls url until anything answers.
 func (in *Instance) WaitReady(t testing.TB, url string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testkit.Eventually(t, "caddy to answer on "+url, func() error {
 		resp, err := http.Get(url)
 		if err == nil {
 			resp.Body.Close()
-			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("caddy did not answer on %s: %v", url, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err
+	})
 }
 
 // ReadJSONLines reads a JSON-lines log file that a `log` block writes; a

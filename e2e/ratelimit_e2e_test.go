@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -12,8 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lexiscore/gateway/internal/e2e"
-	"github.com/lexiscore/gateway/internal/redistest"
+	"github.com/lexiscore/gateway/internal/testkit/redistest"
 	"github.com/lexiscore/gateway/modules/identity"
 )
 
@@ -23,7 +22,7 @@ import (
 // not touch another's.
 func TestRateLimitIsGlobalAcrossGateways(t *testing.T) {
 	rd := redistest.Start(t)
-	be := e2e.StartBackend(t, bins, nil)
+	be := StartBackend(t, bins, nil)
 	secret := newSecret(t)
 	env := map[string]string{
 		"GATEWAY_JWT_SECRET":     secret,
@@ -36,9 +35,9 @@ func TestRateLimitIsGlobalAcrossGateways(t *testing.T) {
 		"GATEWAY_RATE_STORE_TIMEOUT":  "2s",
 		"GATEWAY_RATE_ON_STORE_ERROR": "fail_closed",
 	}
-	gws := []*e2e.Gateway{
-		e2e.StartGateway(t, bins, []string{be.Addr}, env),
-		e2e.StartGateway(t, bins, []string{be.Addr}, env),
+	gws := []*Gateway{
+		StartGateway(t, bins, []string{be.Addr}, env),
+		StartGateway(t, bins, []string{be.Addr}, env),
 	}
 	bearer := func(sub, tier string) http.Header {
 		tok, err := identity.IssueToken([]byte(secret), identity.TokenOptions{Subject: sub, Tier: tier, TTL: time.Hour}, time.Now())
@@ -137,7 +136,7 @@ func TestRateLimitIsGlobalAcrossGateways(t *testing.T) {
 	})
 }
 
-func rlRequest(t *testing.T, gw *e2e.Gateway, method, path string, h http.Header) (int, http.Header, []byte) {
+func rlRequest(t *testing.T, gw *Gateway, method, path string, h http.Header) (int, http.Header, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, gw.BaseURL+path, nil)
 	if err != nil {

@@ -1,0 +1,125 @@
+// Package testkit is what every test of the gateway shares: polling with a
+// generous deadline instead of sleeping, a fake clock, metric reading through
+// prometheus/testutil, and YAML fixtures. Its sub-packages are the harnesses:
+// a real Caddy in the test process (caddytest), a real Redis (redistest) and
+// the PromQL checks of rules and dashboards (promcheck). Nothing here ships.
+package testkit
+
+import (
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"gopkg.in/yaml.v3"
+)
+
+// Wait bounds every Eventually: far above what any condition needs on an idle
+// machine, so that a loaded 2-core CI runner fails only what is really broken.
+const Wait = 30 * time.Second
+
+// pollEvery is how often Eventually looks again.
+const pollEvery = 10 * time.Millisecond
+
+// Eventually polls cond until it holds (true, or a nil error), failing the
+// test with what, and the last error if any, when it still does not after
+// Wait.
+func Eventually[C func() bool | func() error](t testing.TB, what string, cond C) {
+	t.Helper()
+	check := func() error {
+		switch c := any(cond).(type) {
+		case func() bool:
+			if !c() {
+				return errors.New("the condition does not hold")
+			}
+			return nil
+		case func() error:
+			return c()
+		}
+		return nil
+	}
+	deadline := time.Now().Add(Wait)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s: %v", Wait, what, err)
+		}
+		time.Sleep(pollEvery)
+	}
+}
+
+// FreeAddr returns 127.0.0.1:<port> for a port that was free a moment ago.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("finding a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// Epoch is where fake clocks start unless a test needs another instant.
+var Epoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// Clock is a fake clock, safe for concurrent use, that stands still until
+// Advance: module tests drive it instead of sleeping.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewClock returns a fake clock showing start.
+func NewClock(start time.Time) *Clock {
+	return &Clock{now: start}
+}
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// Value reads a collector holding exactly one counter or gauge, such as a
+// vector's child (testutil.ToFloat64).
+func Value(c prometheus.Collector) float64 {
+	return testutil.ToFloat64(c)
+}
+
+// HistogramCount is the number of observations of a histogram's child.
+func HistogramCount(t testing.TB, o prometheus.Observer) uint64 {
+	t.Helper()
+	var m dto.Metric
+	if err := o.(prometheus.Metric).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
+}
+
+// ReadYAML decodes the YAML file at path into v.
+func ReadYAML(t testing.TB, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
