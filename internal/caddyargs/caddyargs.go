@@ -32,6 +32,21 @@ func DurationArg(d *caddyfile.Dispenser, opt string, into *caddy.Duration) error
 	return nil
 }
 
+// PositiveDuration reads the next argument as a duration above zero for
+// option opt: a zero in the config would mean the default.
+func PositiveDuration(d *caddyfile.Dispenser, opt string, into *caddy.Duration) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	if err := DurationArg(d, opt, into); err != nil {
+		return err
+	}
+	if *into <= 0 {
+		return d.Errf("%s %q: want a positive duration", opt, d.Val())
+	}
+	return nil
+}
+
 // Int reads a whole number.
 func Int(d *caddyfile.Dispenser, into *int) error {
 	opt := d.Val()

@@ -86,3 +86,27 @@ func TestNumbersAndDurations(t *testing.T) {
 		t.Error("missing float accepted")
 	}
 }
+
+func TestPositiveDuration(t *testing.T) {
+	cases := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"timeout 50ms", 50 * time.Millisecond, true},
+		{"timeout 0", 0, false},
+		{"timeout -1s", 0, false},
+		{"timeout soon", 0, false},
+		{"timeout", 0, false},
+	}
+	for _, tc := range cases {
+		var got caddy.Duration
+		err := PositiveDuration(at(tc.in), "timeout", &got)
+		if (err == nil) != tc.ok || (tc.ok && time.Duration(got) != tc.want) {
+			t.Errorf("%q: got %v, %v", tc.in, time.Duration(got), err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "timeout") {
+			t.Errorf("%q: error %v does not name the option", tc.in, err)
+		}
+	}
+}

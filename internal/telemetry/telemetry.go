@@ -8,7 +8,9 @@ package telemetry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"reflect"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,20 +18,28 @@ import (
 	"go.uber.org/zap"
 )
 
-// Register adds collectors to reg. A collector already registered there (the
-// same config loaded twice) is not an error: package-level collectors keep
-// their values across reloads, each load re-registering them.
+// Register adds collectors to reg. The same collector already registered
+// there (the same config loaded twice) is not an error: package-level
+// collectors keep their values across reloads, each load re-registering them.
+// Another collector of the same name is: two modules claiming one metric
+// name would otherwise leave one of them silently unexported.
 func Register(reg prometheus.Registerer, collectors ...prometheus.Collector) error {
 	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
+			if errors.As(err, &are) && sameCollector(are.ExistingCollector, c) {
 				continue
 			}
-			return err
+			return fmt.Errorf("registering a collector: %w", err)
 		}
 	}
 	return nil
+}
+
+// sameCollector reports whether a and b are one collector; a collector type
+// that is not comparable is never the same as another value.
+func sameCollector(a, b prometheus.Collector) bool {
+	return reflect.TypeOf(a) == reflect.TypeOf(b) && reflect.TypeOf(a).Comparable() && a == b
 }
 
 // Observe records v in h, with the trace ID of ctx's span as an exemplar when

@@ -3,7 +3,6 @@ package ratelimit
 import (
 	"strconv"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -99,7 +98,7 @@ func (h *RateLimit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.Store = s
 		case "timeout":
-			if err := positiveDuration(d, "timeout", &h.Timeout); err != nil {
+			if err := caddyargs.PositiveDuration(d, "timeout", &h.Timeout); err != nil {
 				return err
 			}
 			if d.NextArg() {
@@ -240,7 +239,7 @@ func parseStore(d *caddyfile.Dispenser) (*StoreConfig, error) {
 			if err := caddyargs.IntAtLeastArg(d, "breaker failures", 1, &s.BreakerFailures); err != nil {
 				return nil, err
 			}
-			if err := positiveDuration(d, "breaker delay", &s.BreakerDelay); err != nil {
+			if err := caddyargs.PositiveDuration(d, "breaker delay", &s.BreakerDelay); err != nil {
 				return nil, err
 			}
 			if d.NextArg() {
@@ -257,21 +256,6 @@ func parseStore(d *caddyfile.Dispenser) (*StoreConfig, error) {
 		}
 	}
 	return s, nil
-}
-
-// positiveDuration reads the next argument as a duration for option opt. It
-// must be above zero: a zero in the config would mean the default.
-func positiveDuration(d *caddyfile.Dispenser, opt string, into *caddy.Duration) error {
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	if err := caddyargs.DurationArg(d, opt, into); err != nil {
-		return err
-	}
-	if *into <= 0 {
-		return d.Errf("%s %q: want a positive duration", opt, d.Val())
-	}
-	return nil
 }
 
 var _ caddyfile.Unmarshaler = (*RateLimit)(nil)

@@ -9,6 +9,7 @@
 package ratelimit
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -140,12 +141,12 @@ func (h *RateLimit) Provision(ctx caddy.Context) error {
 	if err := telemetry.Register(ctx.GetMetricsRegistry(), collectors()...); err != nil {
 		return fmt.Errorf("rate_limit: registering metrics: %w", err)
 	}
-	h.Key = cmpOr(h.Key, DefaultKey)
-	h.Anonymous = cmpOr(h.Anonymous, AnonymousDeny)
-	h.Tier = cmpOr(h.Tier, DefaultTier)
-	h.Timeout = cmpOr(h.Timeout, caddy.Duration(DefaultTimeout))
-	h.OnStoreError = cmpOr(h.OnStoreError, FailOpen)
-	h.LogDenied = cmpOr(h.LogDenied, DefaultLogDenied)
+	h.Key = cmp.Or(h.Key, DefaultKey)
+	h.Anonymous = cmp.Or(h.Anonymous, AnonymousDeny)
+	h.Tier = cmp.Or(h.Tier, DefaultTier)
+	h.Timeout = cmp.Or(h.Timeout, caddy.Duration(DefaultTimeout))
+	h.OnStoreError = cmp.Or(h.OnStoreError, FailOpen)
+	h.LogDenied = cmp.Or(h.LogDenied, DefaultLogDenied)
 
 	policies, err := h.policies()
 	if err != nil {

@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -140,7 +141,7 @@ func (c *StoreConfig) resolve(repl *caddy.Replacer) (storeSpec, error) {
 		opts.Username = u
 	}
 	if opts.Password == "" {
-		opts.Password = repl.ReplaceAll(cmpOr(c.Password, "{env.REDIS_PASSWORD}"), "")
+		opts.Password = repl.ReplaceAll(cmp.Or(c.Password, "{env.REDIS_PASSWORD}"), "")
 	}
 	opts.SentinelPassword = repl.ReplaceAll(c.SentinelPassword, "")
 	if c.DB != 0 {
@@ -155,9 +156,9 @@ func (c *StoreConfig) resolve(repl *caddy.Replacer) (storeSpec, error) {
 
 	spec := storeSpec{
 		redis:    opts,
-		prefix:   cmpOr(c.Prefix, DefaultStorePrefix),
-		failures: cmpOr(c.BreakerFailures, DefaultBreakerFailures),
-		delay:    cmpOr(time.Duration(c.BreakerDelay), DefaultBreakerDelay),
+		prefix:   cmp.Or(c.Prefix, DefaultStorePrefix),
+		failures: cmp.Or(c.BreakerFailures, DefaultBreakerFailures),
+		delay:    cmp.Or(time.Duration(c.BreakerDelay), DefaultBreakerDelay),
 		pipeline: !c.NoPipelining,
 	}
 	// The URL (its options change the client too) and the passwords enter
@@ -166,14 +167,6 @@ func (c *StoreConfig) resolve(repl *caddy.Replacer) (storeSpec, error) {
 	spec.key = fmt.Sprintf("redis addrs=%v master=%q user=%q db=%d prefix=%q breaker=%d/%s pipeline=%t url+secrets=%x",
 		opts.Addrs, opts.MasterName, opts.Username, opts.DB, spec.prefix, spec.failures, spec.delay, spec.pipeline, secrets[:12])
 	return spec, nil
-}
-
-func cmpOr[T comparable](v, fallback T) T {
-	var zero T
-	if v == zero {
-		return fallback
-	}
-	return v
 }
 
 // stores holds the stores of every loaded config, so that Redis clients,

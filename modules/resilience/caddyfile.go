@@ -138,7 +138,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 func (rc *RetryConfig) unmarshal(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
-		if err := caddyargs.IntArg(d, "resilience", &rc.MaxAttempts); err != nil {
+		if err := caddyargs.IntArg(d, "retry", &rc.MaxAttempts); err != nil {
 			return err
 		}
 	}
@@ -152,7 +152,7 @@ func (rc *RetryConfig) unmarshal(d *caddyfile.Dispenser) error {
 			err = caddyargs.Int(d, &rc.MaxAttempts)
 		case "backoff":
 			if err = caddyargs.Duration(d, &rc.Backoff); err == nil && d.NextArg() {
-				err = caddyargs.DurationArg(d, "resilience", &rc.MaxBackoff)
+				err = caddyargs.DurationArg(d, "backoff", &rc.MaxBackoff)
 			}
 		case "jitter":
 			err = caddyargs.Float(d, &rc.Jitter)
@@ -160,7 +160,7 @@ func (rc *RetryConfig) unmarshal(d *caddyfile.Dispenser) error {
 			rc.Statuses = nil
 			for d.NextArg() {
 				var code int
-				if err = caddyargs.IntArg(d, "resilience", &code); err != nil {
+				if err = caddyargs.IntArg(d, "statuses", &code); err != nil {
 					return err
 				}
 				rc.Statuses = append(rc.Statuses, code)
@@ -173,7 +173,7 @@ func (rc *RetryConfig) unmarshal(d *caddyfile.Dispenser) error {
 		case "budget":
 			if err = caddyargs.Float(d, &rc.Budget); err == nil && d.NextArg() {
 				var n int
-				if err = caddyargs.IntArg(d, "resilience", &n); err == nil {
+				if err = caddyargs.IntArg(d, "budget", &n); err == nil {
 					rc.BudgetMinConcurrency = uint(max(n, 0))
 				}
 			}
@@ -202,7 +202,7 @@ func (bc *BulkheadConfig) unmarshal(d *caddyfile.Dispenser) error {
 	}
 	bc.MaxInFlight = uint(n)
 	if d.NextArg() {
-		if err := caddyargs.DurationArg(d, "resilience", &bc.MaxWait); err != nil {
+		if err := caddyargs.DurationArg(d, "bulkhead", &bc.MaxWait); err != nil {
 			return err
 		}
 	}
@@ -257,12 +257,12 @@ func (hc *HedgeConfig) unmarshal(d *caddyfile.Dispenser) error {
 		}
 		hc.Quantile = q / 100
 	default:
-		if err := caddyargs.DurationArg(d, "resilience", &hc.Delay); err != nil {
+		if err := caddyargs.DurationArg(d, "hedge", &hc.Delay); err != nil {
 			return err
 		}
 	}
 	if d.NextArg() {
-		if err := caddyargs.IntArg(d, "resilience", &hc.MaxHedges); err != nil {
+		if err := caddyargs.IntArg(d, "hedge", &hc.MaxHedges); err != nil {
 			return err
 		}
 	}
@@ -339,7 +339,7 @@ func (fb *FallbackConfig) unmarshalSecondary(d *caddyfile.Dispenser) error {
 
 func (sc *StaleConfig) unmarshal(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
-		if err := caddyargs.DurationArg(d, "resilience", &sc.MaxAge); err != nil {
+		if err := caddyargs.DurationArg(d, "stale", &sc.MaxAge); err != nil {
 			return err
 		}
 	}
@@ -473,7 +473,6 @@ func (s *Selection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// parseDuration reads the one duration argument of the current option.
 // Interface guards
 var (
 	_ caddyfile.Unmarshaler = (*Handler)(nil)

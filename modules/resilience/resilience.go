@@ -270,9 +270,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.clock = wallClock{}
 	}
 	h.setDefaults()
-	if err := h.Validate(); err != nil {
-		return err
-	}
 	if err := telemetry.Register(ctx.GetMetricsRegistry(), collectors()...); err != nil {
 		return fmt.Errorf("resilience %s: registering metrics: %w", h.Route, err)
 	}
