@@ -37,6 +37,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseToken$$' -fuzztime $(FUZZTIME) ./modules/identity
 	$(GO) test -run '^$$' -fuzz '^FuzzAPIKey$$' -fuzztime $(FUZZTIME) ./modules/identity
 	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) ./modules/validation
+	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./internal/httpsig
 
 build:
 	./xcaddy.sh
