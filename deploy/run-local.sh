@@ -16,8 +16,12 @@ export XDG_DATA_HOME="$PWD/.run/data" XDG_CONFIG_HOME="$PWD/.run/config"
 export SCORING_UPSTREAMS="${SCORING_UPSTREAMS:-127.0.0.1:9001}"
 # A throwaway JWT secret for the demo, new on every run, unless one is given:
 # the gateway refuses to start without a strong secret and never ships one.
+# It is kept in .run/jwt-secret so that more tokens can be issued for this run.
+jwt_hint='with your GATEWAY_JWT_SECRET exported'
 if [ -z "${GATEWAY_JWT_SECRET:-}" ]; then
-	GATEWAY_JWT_SECRET="$(head -c 32 /dev/urandom | base64)"
+	(umask 077 && head -c 32 /dev/urandom | base64 >.run/jwt-secret)
+	GATEWAY_JWT_SECRET="$(cat .run/jwt-secret)"
+	jwt_hint='GATEWAY_JWT_SECRET="$(cat .run/jwt-secret)"'
 fi
 export GATEWAY_JWT_SECRET
 # A throwaway request-signing secret shared by gateway and backend, new on
@@ -119,8 +123,11 @@ LexiScore Gateway is running.
   logs        .run/gateway.log  .run/scoring.log
   local CA    $root
 
-Try it (a token for user "demo", valid for an hour; more: bin/gateway issue-token --help):
+Try it (a token for user "demo", valid for an hour):
   curl --cacert $root -H "Authorization: Bearer $token" https://localhost:$https_port/v1/users/demo/scores
+
+More tokens that this gateway accepts (options: bin/gateway issue-token --help):
+  $jwt_hint bin/gateway issue-token --sub demo --tier free --ttl 1h
 
 Press Ctrl-C to stop.
 MSG
