@@ -142,9 +142,10 @@ func TestRetriedRequestSpanTree(t *testing.T) {
 	var traceIDs []string
 	for i := 0; i < 20; i++ {
 		traceID := fmt.Sprintf("%032x", i+1)
-		h := gw.Bearer(t, fmt.Sprintf("span-user-%d", i), "free")
+		user := fmt.Sprintf("span-user-%d", i)
+		h := gw.Bearer(t, user, "free")
 		h.Set("traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
-		if resp := gw.Do(t, http.MethodGet, "/v1/users/u1/scores", nil, h); resp.StatusCode == http.StatusOK {
+		if resp := gw.Do(t, http.MethodGet, "/v1/users/"+user+"/scores", nil, h); resp.StatusCode == http.StatusOK {
 			traceIDs = append(traceIDs, traceID)
 		}
 	}

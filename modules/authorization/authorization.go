@@ -136,11 +136,7 @@ func (a *Authorize) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 		if repl == nil {
 			repl = caddy.NewReplacer()
 		}
-		caller := Caller{
-			Replace: func(s string) string { return repl.ReplaceKnown(s, "") },
-			Scopes:  strings.Fields(repl.ReplaceKnown("{"+identity.PlaceholderScopes+"}", "")),
-		}
-		grant := allows(p.Allow, params, caller)
+		grant := allows(p.Allow, params, callerOf(repl))
 		if grant != "" {
 			decisions.WithLabelValues(p.Name, decisionAllow, grant).Inc()
 			// Reaching another's data by scope is what support access looks
@@ -162,6 +158,16 @@ func (a *Authorize) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 	return next.ServeHTTP(w, r)
 }
 
+// callerOf reads the caller's identity from the request's placeholders. An
+// unset placeholder reads as empty, never as its own text, which a path
+// segment could otherwise spell out and equal.
+func callerOf(repl *caddy.Replacer) Caller {
+	return Caller{
+		Replace: func(s string) string { return repl.ReplaceAll(s, "") },
+		Scopes:  strings.Fields(repl.ReplaceAll("{"+identity.PlaceholderScopes+"}", "")),
+	}
+}
+
 // record writes one audit event; status is that of a refusal, 0 when
 // allowed. The path is logged: whose data was asked for is the point.
 func (a *Authorize) record(r *http.Request, policy string, repl *caddy.Replacer, decision, grant string, status int) {
@@ -171,9 +177,9 @@ func (a *Authorize) record(r *http.Request, policy string, repl *caddy.Replacer,
 		zap.String("decision", decision),
 		zap.String("grant", grant),
 		zap.String("policy", policy),
-		zap.String("user_id", repl.ReplaceKnown("{http.auth.user.id}", "")),
-		zap.String("tenant", repl.ReplaceKnown("{http.auth.user.tenant}", "")),
-		zap.String("scopes", repl.ReplaceKnown("{"+identity.PlaceholderScopes+"}", "")),
+		zap.String("user_id", repl.ReplaceAll("{http.auth.user.id}", "")),
+		zap.String("tenant", repl.ReplaceAll("{http.auth.user.tenant}", "")),
+		zap.String("scopes", repl.ReplaceAll("{"+identity.PlaceholderScopes+"}", "")),
 		zap.String("client_ip", clientIP),
 		zap.String("method", r.Method),
 		zap.String("path", r.URL.Path),

@@ -2,6 +2,8 @@ package authorization
 
 import (
 	"maps"
+
+	"github.com/caddyserver/caddy/v2"
 	"testing"
 )
 
@@ -86,6 +88,12 @@ func TestAllows(t *testing.T) {
 		if got := allows(grants, tc.params, tc.caller); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
+	}
+	// Without authentication the placeholder is unset: a path segment that
+	// spells the placeholder out must not equal it.
+	unset := callerOf(caddy.NewReplacer())
+	if got := allows(grants, map[string]string{"user": "{http.auth.user.id}"}, unset); got != "" {
+		t.Errorf("an unset identity placeholder allowed by %q", got)
 	}
 	if got := allows(nil, map[string]string{"user": "alice"}, alice); got != "" {
 		t.Errorf("no grants allowed by %q", got)
