@@ -47,6 +47,25 @@ func gatewayCLI(t *testing.T, env map[string]string, args ...string) (string, er
 	return stdout.String(), nil
 }
 
+// newAPIKey issues an API key with the gateway's new-api-key command and
+// writes its line to a keys file of its own: the key, and that file's path.
+func newAPIKey(t *testing.T, args ...string) (key, keysFile string) {
+	t.Helper()
+	out, err := gatewayCLI(t, nil, append([]string{"new-api-key"}, args...)...)
+	if err != nil {
+		t.Fatalf("new-api-key: %v: %s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], identity.APIKeyPrefix) {
+		t.Fatalf("new-api-key printed %q", out)
+	}
+	keysFile = filepath.Join(t.TempDir(), "api-keys.jsonl")
+	if err := os.WriteFile(keysFile, []byte(lines[1]+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return lines[0], keysFile
+}
+
 // receivedHeaders returns the headers of the last /v1 request the backend got.
 func receivedHeaders(t *testing.T, be *Backend) http.Header {
 	t.Helper()
@@ -62,21 +81,8 @@ func receivedHeaders(t *testing.T, be *Backend) http.Header {
 
 func TestAuthenticationEndToEnd(t *testing.T) {
 	secret := newSecret(t)
-	keysFile := filepath.Join(t.TempDir(), "api-keys.jsonl")
 	secretEnv := map[string]string{"GATEWAY_JWT_SECRET": secret}
-
-	out, err := gatewayCLI(t, nil, "new-api-key", "--user", "robot", "--tier", "pro", "--tenant", "globex", "--expires", "720h")
-	if err != nil {
-		t.Fatalf("new-api-key: %v: %s", err, out)
-	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 2 || !strings.HasPrefix(lines[0], identity.APIKeyPrefix) {
-		t.Fatalf("new-api-key printed %q", out)
-	}
-	apiKey := lines[0]
-	if err := os.WriteFile(keysFile, []byte(lines[1]+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	apiKey, keysFile := newAPIKey(t, "--user", "robot", "--tier", "pro", "--tenant", "globex", "--expires", "720h")
 
 	be := StartBackend(t, bins, nil)
 	gw := StartGateway(t, bins, []string{be.Addr}, map[string]string{
@@ -87,7 +93,7 @@ func TestAuthenticationEndToEnd(t *testing.T) {
 		// Required by the request signing the Caddyfile also does.
 	})
 
-	out, err = gatewayCLI(t, secretEnv, "issue-token", "--sub", "demo", "--tier", "free", "--tenant", "acme", "--ttl", "1h", "--iss", "https://id.lexiscore.test", "--aud", "lexiscore")
+	out, err := gatewayCLI(t, secretEnv, "issue-token", "--sub", "demo", "--tier", "free", "--tenant", "acme", "--ttl", "1h", "--iss", "https://id.lexiscore.test", "--aud", "lexiscore")
 	if err != nil {
 		t.Fatalf("issue-token: %v: %s", err, out)
 	}

@@ -4,9 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -256,19 +254,7 @@ func credentialQuery(secret string) string {
 // while each access log line carries its request ID, the client's trace ID
 // and the authenticated user.
 func TestLogsCarryIDsAndNoSecrets(t *testing.T) {
-	out, err := gatewayCLI(t, nil, "new-api-key", "--user", "robot", "--tier", "pro", "--expires", "1h")
-	if err != nil {
-		t.Fatalf("new-api-key: %v: %s", err, out)
-	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 2 || !strings.HasPrefix(lines[0], identity.APIKeyPrefix) {
-		t.Fatalf("new-api-key printed %q", out)
-	}
-	apiKey := lines[0]
-	keysFile := filepath.Join(t.TempDir(), "api-keys.jsonl")
-	if err := os.WriteFile(keysFile, []byte(lines[1]+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	apiKey, keysFile := newAPIKey(t, "--user", "robot", "--tier", "pro", "--expires", "1h")
 	// A well-formed key with the wrong secret: refused, and not logged either.
 	forged := apiKey[:len(apiKey)-4] + "AAAA"
 	if forged == apiKey {
