@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/lexiscore/gateway/internal/testkit"
 	"github.com/lexiscore/gateway/internal/testkit/caddytest"
 	"github.com/lexiscore/gateway/modules/identity"
 	_ "github.com/lexiscore/gateway/modules/problem"
@@ -159,11 +160,10 @@ http://127.0.0.1:{http_port} {
 	}
 
 	var events []map[string]any
-	deadline := time.Now().Add(10 * time.Second)
-	for len(events) < 6 && time.Now().Before(deadline) {
+	testkit.Eventually(t, "six audit events", func() bool {
 		events = caddytest.ReadJSONLines(t, auditFile)
-		time.Sleep(20 * time.Millisecond)
-	}
+		return len(events) >= 6
+	})
 	seen := map[string]int{}
 	for _, e := range events {
 		seen[fmt.Sprintf("%v/%v/%v/%v", e["policy"], e["decision"], e["grant"], e["user_id"])]++

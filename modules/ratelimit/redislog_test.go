@@ -9,8 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/lexiscore/gateway/internal/testkit"
 	"github.com/lexiscore/gateway/internal/testkit/caddytest"
 )
 
@@ -21,19 +21,15 @@ func TestRedisLogLinesGoThroughTheStructuredLogger(t *testing.T) {
 	t.Setenv("RATELIMIT_TEST_REDIS_URL", "redis://"+caddytest.ClosedAddr(t))
 	in := caddytest.Start(t, fmt.Sprintf("log {\n\t\toutput file %s\n\t\tformat json\n\t}", logFile), redisSite("ok", "", ""))
 
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	var entry map[string]any
+	testkit.Eventually(t, "an entry of logger redis in the JSON log", func() bool {
 		get(t, in.URL("/v1/x"), "alice")
-		if entry, ok := redisEntry(t, logFile); ok {
-			if entry["level"] != "warn" || !strings.Contains(fmt.Sprint(entry["msg"]), "failed to dial") {
-				t.Fatalf("go-redis's entry %v, want a warning saying it failed to dial", entry)
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no entry of logger redis in the JSON log")
-		}
-		time.Sleep(50 * time.Millisecond)
+		var ok bool
+		entry, ok = redisEntry(t, logFile)
+		return ok
+	})
+	if entry["level"] != "warn" || !strings.Contains(fmt.Sprint(entry["msg"]), "failed to dial") {
+		t.Fatalf("go-redis's entry %v, want a warning saying it failed to dial", entry)
 	}
 }
 
