@@ -1,13 +1,17 @@
 -- The request mix every target gets: mostly reads of one score, some list
 -- reads, a few small JSON submissions. BENCH_TOKEN, when set, is sent as a
--- bearer token (the gateway needs it; the baselines ignore it).
+-- bearer token (the gateway needs it). BENCH_USER, when set, is sent as the
+-- identity header the gateway would add (the baselines' backend checks no
+-- signature and trusts it), so that every target serves the same answers.
 local token = os.getenv("BENCH_TOKEN")
+local user = os.getenv("BENCH_USER")
 local score_id = os.getenv("BENCH_SCORE_ID") or "unknown"
 local n = 0
 
 local function headers(extra)
   local h = { ["Accept"] = "application/json" }
   if token and token ~= "" then h["Authorization"] = "Bearer " .. token end
+  if user and user ~= "" then h["X-Auth-User-Id"] = user end
   for k, v in pairs(extra or {}) do h[k] = v end
   return h
 end
