@@ -5,7 +5,6 @@ package main
 
 import (
 	"os"
-	"runtime/debug"
 	"strings"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
@@ -47,22 +46,4 @@ func tracesOffUnlessConfigured() {
 	if os.Getenv("OTEL_TRACES_SAMPLER") == "" {
 		os.Setenv("OTEL_TRACES_SAMPLER", "always_off")
 	}
-}
-
-// proxyGOGC is the garbage collector's target when GOGC is not set: the heap
-// may grow to five times what is live before a collection, instead of twice
-// (Go's default 100). A proxy's heap is mostly short-lived request garbage,
-// so collecting a fifth as often costs little memory and saves CPU on every
-// request (bench/README.md). Caddy's `run` still sets GOMEMLIMIT from the
-// cgroup's memory limit (or the machine's memory), unless GOMEMLIMIT is set,
-// and the collector runs as often as it must to stay under that.
-const proxyGOGC = 400
-
-// gcForAProxy applies proxyGOGC unless the standard GOGC variable says
-// otherwise.
-func gcForAProxy() {
-	if _, set := os.LookupEnv("GOGC"); set {
-		return
-	}
-	debug.SetGCPercent(proxyGOGC)
 }

@@ -1,9 +1,14 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"testing"
+
+	"github.com/lexiscore/gateway/internal/testkit"
 )
 
 func TestNameTheService(t *testing.T) {
@@ -27,28 +32,73 @@ func TestNameTheService(t *testing.T) {
 	}
 }
 
-func TestGCForAProxy(t *testing.T) {
+func TestGCPercentFor(t *testing.T) {
 	cases := []struct {
-		name, gogc string
-		set        bool
-		want       int
+		live uint64
+		want int
 	}{
-		{name: "GOGC unset: the proxy default", want: proxyGOGC},
-		{name: "GOGC set: left to the runtime", gogc: "50", set: true, want: 123},
-		{name: "GOGC=off: left to the runtime", gogc: "off", set: true, want: 123},
+		{live: 0, want: 400},
+		{live: 8 << 20, want: 400},   // a few connections: the heap may grow by 8 times
+		{live: 16 << 20, want: 400},  // exactly the ceiling
+		{live: 32 << 20, want: 200},  // +64 MiB
+		{live: 64 << 20, want: 100},  // +64 MiB, Go's default
+		{live: 512 << 20, want: 100}, // never below Go's default
 	}
-	defer debug.SetGCPercent(debug.SetGCPercent(100))
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Setenv("GOGC", tc.gogc)
-			if !tc.set {
-				os.Unsetenv("GOGC")
-			}
+		if got := gcPercentFor(tc.live); got != tc.want {
+			t.Errorf("gcPercentFor(%d MiB) = %d, want %d", tc.live>>20, got, tc.want)
+		}
+	}
+}
+
+// gcPercent reads GOGC as the runtime applies it.
+func gcPercent() int {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	return int(s[0].Value.Uint64())
+}
+
+func TestGCForAProxy(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	for _, gogc := range []string{"50", "off"} {
+		t.Run("GOGC="+gogc+": left to the runtime", func(t *testing.T) {
+			t.Setenv("GOGC", gogc)
 			debug.SetGCPercent(123) // stands for what the runtime took from GOGC
 			gcForAProxy()
-			if got := debug.SetGCPercent(123); got != tc.want {
-				t.Errorf("GC percent %d, want %d", got, tc.want)
+			runtime.GC()
+			if got := gcPercent(); got != 123 {
+				t.Errorf("GC percent %d, want 123", got)
 			}
 		})
 	}
+	// Last: from here on, every collection of this test process retunes GOGC.
+	t.Run("GOGC unset: the headroom follows the live heap", func(t *testing.T) {
+		t.Setenv("GOGC", "")
+		os.Unsetenv("GOGC")
+		debug.SetGCPercent(123)
+		gcForAProxy()
+		if got := gcPercent(); got != gcMaxPercent {
+			t.Errorf("GC percent at start %d, want %d", got, gcMaxPercent)
+		}
+		live := make([]byte, 2*gcHeadroom)
+		for i := range live {
+			live[i] = 1
+		}
+		testkit.Eventually(t, "GOGC 100 with a live heap above the headroom", func() error {
+			runtime.GC()
+			if got := gcPercent(); got != gcMinPercent {
+				return fmt.Errorf("GC percent %d with %d MiB live", got, len(live)>>20)
+			}
+			return nil
+		})
+		runtime.KeepAlive(live)
+		live = nil
+		testkit.Eventually(t, "GOGC 400 again once the heap is small", func() error {
+			runtime.GC()
+			if got := gcPercent(); got != gcMaxPercent {
+				return fmt.Errorf("GC percent %d", got)
+			}
+			return nil
+		})
+	})
 }
