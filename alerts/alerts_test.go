@@ -8,6 +8,7 @@ package alerts
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -480,18 +481,12 @@ func TestAlertmanagerInhibitions(t *testing.T) {
 	}
 	// The inhibitor learns of source alerts asynchronously: poll until
 	// every alert has the expected state, and report the last difference.
-	var diff []string
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		diff = inhibitionDiff(t, addr, want)
-		if len(diff) == 0 || time.Now().After(deadline) {
-			break
+	testkit.Eventually(t, "every alert in its expected inhibition state", func() error {
+		if diff := inhibitionDiff(t, addr, want); len(diff) > 0 {
+			return errors.New(strings.Join(diff, "; "))
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	for _, d := range diff {
-		t.Error(d)
-	}
+		return nil
+	})
 }
 
 func toLabelSet(m map[string]string) model.LabelSet {

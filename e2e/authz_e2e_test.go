@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/lexiscore/gateway/internal/testkit"
-	"github.com/lexiscore/gateway/modules/identity"
 )
 
 // TestAuthorizationEndToEnd: through the real binary and the shipped
@@ -20,7 +19,7 @@ func TestAuthorizationEndToEnd(t *testing.T) {
 	be := StartBackend(t, bins, nil)
 	gw := StartGateway(t, bins, []string{be.Addr}, nil)
 	as := func(user, tenant string, scopes ...string) http.Header {
-		return gw.BearerWith(t, identity.TokenOptions{Subject: user, Tier: "pro", Tenant: tenant, Scopes: scopes})
+		return gw.BearerWith(t, Claims{Subject: user, Tier: "pro", Tenant: tenant, Scopes: scopes})
 	}
 	alice := as("alice", "acme")
 	bob := as("bob", "globex")
@@ -95,7 +94,7 @@ func TestAuthorizationEndToEnd(t *testing.T) {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
 		got := receivedHeaders(t, be)
-		if got.Get("Authorization") != "" || got.Get(identity.HeaderUserScopes) != "scores:read:any" || got.Get(identity.HeaderUserID) != "ops" {
+		if got.Get("Authorization") != "" || got.Get("X-Auth-User-Scopes") != "scores:read:any" || got.Get("X-Auth-User-Id") != "ops" {
 			t.Fatalf("backend headers %v", got)
 		}
 	})

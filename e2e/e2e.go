@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"github.com/lexiscore/gateway/internal/testkit"
-	"github.com/lexiscore/gateway/modules/identity"
 )
 
 // Binaries are the programs under test, built once per test binary.
@@ -319,21 +318,13 @@ func NewClient(roots *x509.CertPool) *http.Client {
 // signed with the gateway's JWT secret and valid for an hour.
 func (g *Gateway) Bearer(t testing.TB, user, tier string) http.Header {
 	t.Helper()
-	return g.BearerWith(t, identity.TokenOptions{Subject: user, Tier: tier})
+	return g.BearerWith(t, Claims{Subject: user, Tier: tier})
 }
 
-// BearerWith is Bearer for a token with the claims of o; o.TTL defaults to
-// an hour.
-func (g *Gateway) BearerWith(t testing.TB, o identity.TokenOptions) http.Header {
+// BearerWith is Bearer for a token with the claims of c.
+func (g *Gateway) BearerWith(t testing.TB, c Claims) http.Header {
 	t.Helper()
-	if o.TTL == 0 {
-		o.TTL = time.Hour
-	}
-	tok, err := identity.IssueToken([]byte(g.Env["GATEWAY_JWT_SECRET"]), o, time.Now())
-	if err != nil {
-		t.Fatalf("issuing a token: %v", err)
-	}
-	return http.Header{"Authorization": {"Bearer " + tok}}
+	return SignedBearer(t, g.Env["GATEWAY_JWT_SECRET"], c)
 }
 
 // Do sends a request to the gateway; path is relative to BaseURL.

@@ -11,7 +11,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/lexiscore/gateway/internal/testkit/promcheck"
-	"github.com/lexiscore/gateway/modules/identity"
 )
 
 // The end-to-end proof of the observability part of issue 5: after
@@ -82,7 +81,7 @@ func TestMetricsAfterRepresentativeTraffic(t *testing.T) {
 	// The copy the stale fallback serves later. The readers of the writer's
 	// score are support staff: users of their own, each with its own rate
 	// limit, allowed to read any score.
-	staleReader := gw.BearerWith(t, identity.TokenOptions{Subject: "stale-reader", Tier: "free", Scopes: []string{"scores:read:any"}})
+	staleReader := gw.BearerWith(t, Claims{Subject: "stale-reader", Tier: "free", Scopes: []string{"scores:read:any"}})
 	if r := call(gw.Client, http.MethodGet, gw.BaseURL+"/v1/scores/"+id, "", staleReader); r.status != http.StatusOK {
 		t.Fatalf("warming the cache: %d %s", r.status, r.body)
 	}
@@ -99,7 +98,7 @@ func TestMetricsAfterRepresentativeTraffic(t *testing.T) {
 	const reads = 30
 	for i := range reads {
 		user := fmt.Sprint("reader-", i)
-		r := call(gw.Client, http.MethodGet, gw.BaseURL+"/v1/scores/"+id, "", gw.BearerWith(t, identity.TokenOptions{Subject: user, Tier: "free", Scopes: []string{"scores:read:any"}}))
+		r := call(gw.Client, http.MethodGet, gw.BaseURL+"/v1/scores/"+id, "", gw.BearerWith(t, Claims{Subject: user, Tier: "free", Scopes: []string{"scores:read:any"}}))
 		if r.status != http.StatusOK && r.status != http.StatusServiceUnavailable {
 			t.Fatalf("read %d at 50%% backend errors: %d %s", i, r.status, r.body)
 		}

@@ -10,10 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/lexiscore/gateway/internal/testkit/redistest"
-	"github.com/lexiscore/gateway/modules/identity"
 )
 
 // TestRateLimitIsGlobalAcrossGateways runs two gateways with the shipped
@@ -40,11 +38,7 @@ func TestRateLimitIsGlobalAcrossGateways(t *testing.T) {
 		StartGateway(t, bins, []string{be.Addr}, env),
 	}
 	bearer := func(sub, tier string) http.Header {
-		tok, err := identity.IssueToken([]byte(secret), identity.TokenOptions{Subject: sub, Tier: tier, TTL: time.Hour}, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return http.Header{"Authorization": {"Bearer " + tok}}
+		return SignedBearer(t, secret, Claims{Subject: sub, Tier: tier})
 	}
 
 	t.Run("one budget per user across both gateways", func(t *testing.T) {

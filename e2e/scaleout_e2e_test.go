@@ -11,7 +11,6 @@ import (
 
 	"github.com/lexiscore/gateway/internal/testkit"
 	"github.com/lexiscore/gateway/internal/testkit/redistest"
-	"github.com/lexiscore/gateway/modules/identity"
 )
 
 // scaleOutLimit is the sustained limit per user in the scale-out tests: an
@@ -53,11 +52,7 @@ func startScaleOut(t *testing.T, shared map[string]string, envs ...map[string]st
 
 func (so *scaleOut) bearer(t *testing.T, user string) http.Header {
 	t.Helper()
-	tok, err := identity.IssueToken([]byte(so.secret), identity.TokenOptions{Subject: user, Tier: "free", TTL: time.Hour}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return http.Header{"Authorization": {"Bearer " + tok}}
+	return SignedBearer(t, so.secret, Claims{Subject: user, Tier: "free"})
 }
 
 // spread sends n reads of user's scores, round robin over gws, from a few

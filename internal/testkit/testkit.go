@@ -1,6 +1,7 @@
 // Package testkit is what every test of the gateway shares: polling with a
-// generous deadline instead of sleeping, a fake clock, metric reading through
-// prometheus/testutil, and YAML fixtures. Its sub-packages are the harnesses:
+// generous deadline instead of sleeping, a fake clock (code that reads the
+// time takes a now func() time.Time; tests pass Clock.Now), metric reading
+// through prometheus/testutil, and YAML fixtures. Its sub-packages are the harnesses:
 // a real Caddy in the test process (caddytest), a real Redis (redistest) and
 // the PromQL checks of rules and dashboards (promcheck). Nothing here ships.
 package testkit
@@ -100,6 +101,58 @@ func (c *Clock) Advance(d time.Duration) {
 // vector's child (testutil.ToFloat64).
 func Value(c prometheus.Collector) float64 {
 	return testutil.ToFloat64(c)
+}
+
+// Series reads collector c as a scrape does (registered alone in a registry)
+// and returns the value of its counter or gauge series called name (any name
+// when empty) whose labels include labels, and whether there is one: for
+// collectors that report several series, where Value needs exactly one, and
+// for asking whether a series exists at all.
+func Series(t testing.TB, c prometheus.Collector, name string, labels map[string]string) (float64, bool) {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(c); err != nil {
+		t.Fatalf("registering a collector to read it: %v", err)
+	}
+	return Gathered(t, reg, name, labels)
+}
+
+// Gathered is Series for what g gathers, such as the registry a module
+// registered its metrics into.
+func Gathered(t testing.TB, g prometheus.Gatherer, name string, labels map[string]string) (float64, bool) {
+	t.Helper()
+	families, err := g.Gather()
+	if err != nil {
+		t.Fatalf("gathering metrics: %v", err)
+	}
+	for _, f := range families {
+		if name != "" && f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if !hasLabels(m, labels) {
+				continue
+			}
+			if m.Counter != nil {
+				return m.Counter.GetValue(), true
+			}
+			return m.GetGauge().GetValue(), true
+		}
+	}
+	return 0, false
+}
+
+func hasLabels(m *dto.Metric, want map[string]string) bool {
+	found := 0
+	for _, l := range m.GetLabel() {
+		if v, ok := want[l.GetName()]; ok {
+			if v != l.GetValue() {
+				return false
+			}
+			found++
+		}
+	}
+	return found == len(want)
 }
 
 // HistogramCount is the number of observations of a histogram's child.

@@ -15,7 +15,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/lexiscore/gateway/internal/testkit"
 	"github.com/lexiscore/gateway/internal/testkit/caddytest"
@@ -99,11 +98,7 @@ http://127.0.0.1:{http_port} {
 		return resp.StatusCode, doc
 	}
 	count := func(policy, decision, grant string) float64 {
-		var m dto.Metric
-		if err := decisions.WithLabelValues(policy, decision, grant).Write(&m); err != nil {
-			t.Fatal(err)
-		}
-		return m.GetCounter().GetValue()
+		return testkit.Value(decisions.WithLabelValues(policy, decision, grant))
 	}
 	deniedBefore, scopeBefore := count("user_data", decisionDeny, grantNone), count("user_data", decisionAllow, grantScope)
 

@@ -15,6 +15,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/lexiscore/gateway/internal/testkit"
+	"github.com/lexiscore/gateway/internal/testkit/caddytest"
 )
 
 // cacheCounts reads gateway_auth_token_cache_total. Tests that use a cache
@@ -378,7 +379,7 @@ func TestTokenCacheCaddyfile(t *testing.T) {
 		"cache_ttl 0":                  {`"cache_ttl":0`},
 		"":                             nil,
 	} {
-		cfg, err := adapt(t, site(opts))
+		cfg, err := caddytest.Adapt(site(opts))
 		if err != nil {
 			t.Fatalf("%q: %v", opts, err)
 		}

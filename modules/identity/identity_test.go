@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/golang-jwt/jwt/v5"
@@ -365,12 +364,6 @@ http://127.0.0.1:{http_port} {
 }
 
 // adapt turns a site's Caddyfile into its JSON config.
-func adapt(t *testing.T, src string) ([]byte, error) {
-	t.Helper()
-	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), map[string]any{"filename": "Caddyfile"})
-	return cfg, err
-}
-
 func TestRefusesToStartWithWeakSecret(t *testing.T) {
 	cases := map[string]struct {
 		value string
@@ -432,7 +425,7 @@ func TestProvisionKeyErrors(t *testing.T) {
 }
 
 func TestCaddyfileAdapt(t *testing.T) {
-	cfg, err := adapt(t, `:8080 {
+	cfg, err := caddytest.Adapt(`:8080 {
 	handle /v1/* {
 		authenticate {
 			realm scoring

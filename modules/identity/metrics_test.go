@@ -2,13 +2,10 @@ package identity
 
 import (
 	"context"
-	"fmt"
-	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/common/expfmt"
 
 	"github.com/lexiscore/gateway/internal/testkit"
 )
@@ -31,19 +28,9 @@ func TestMetricsSurviveReload(t *testing.T) {
 	if err := registerMetrics(second); err != nil {
 		t.Fatal(err)
 	}
-	families, err := second.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var text strings.Builder
-	for _, f := range families {
-		if _, err := expfmt.MetricFamilyToText(&text, f); err != nil {
-			t.Fatal(err)
-		}
-	}
-	line := fmt.Sprintf(`gateway_auth_requests_total{provider="api_key",result="expired"} %g`, want)
-	if !strings.Contains(text.String(), line+"\n") {
-		t.Fatalf("the second registry lacks %q:\n%s", line, text.String())
+	labels := map[string]string{"provider": "api_key", "result": "expired"}
+	if got, ok := testkit.Gathered(t, second, "gateway_auth_requests_total", labels); got != want {
+		t.Fatalf("the second registry has gateway_auth_requests_total%v = %g (found: %v), want %g", labels, got, ok, want)
 	}
 }
 
@@ -62,19 +49,9 @@ func TestJWKSCountersExistAtZero(t *testing.T) {
 	if err := reg.Register(jwksRefreshes); err != nil {
 		t.Fatal(err)
 	}
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var text strings.Builder
-	for _, f := range families {
-		if _, err := expfmt.MetricFamilyToText(&text, f); err != nil {
-			t.Fatal(err)
-		}
-	}
 	for _, result := range []string{"success", "failure"} {
-		if !strings.Contains(text.String(), fmt.Sprintf(`gateway_jwks_refresh_total{result=%q}`, result)) {
-			t.Errorf("no gateway_jwks_refresh_total{result=%q} series:\n%s", result, text.String())
+		if _, ok := testkit.Gathered(t, reg, "gateway_jwks_refresh_total", map[string]string{"result": result}); !ok {
+			t.Errorf("no gateway_jwks_refresh_total{result=%q} series", result)
 		}
 	}
 }

@@ -7,15 +7,10 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
-)
 
-func adapt(t *testing.T, caddyfile string) ([]byte, error) {
-	t.Helper()
-	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
-	return out, err
-}
+	"github.com/lexiscore/gateway/internal/testkit/caddytest"
+)
 
 // handlers returns the handler objects of the adapted config, in order.
 func handlers(t *testing.T, cfg []byte) []map[string]any {
@@ -48,7 +43,7 @@ func handlers(t *testing.T, cfg []byte) []map[string]any {
 }
 
 func TestCaddyfileAdapts(t *testing.T) {
-	cfg, err := adapt(t, `:8080 {
+	cfg, err := caddytest.Adapt(`:8080 {
 	rate_limit {
 		key {http.auth.user.tenant}
 		anonymous fallback
@@ -113,7 +108,7 @@ func TestCaddyfileAdapts(t *testing.T) {
 // TestCaddyfileOrder: rate_limit runs after authentication (the user ID is
 // its key) and before the handlers that answer.
 func TestCaddyfileOrder(t *testing.T) {
-	cfg, err := adapt(t, `:8080 {
+	cfg, err := caddytest.Adapt(`:8080 {
 	reverse_proxy 127.0.0.1:9
 	respond /x "x"
 	encode gzip
@@ -170,7 +165,7 @@ func TestCaddyfileErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := adapt(t, ":8080 {\n\trate_limit {\n\t\t"+tc.block+"\n\t}\n}\n")
+			_, err := caddytest.Adapt(":8080 {\n\trate_limit {\n\t\t" + tc.block + "\n\t}\n}\n")
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "Caddyfile:") {
 				t.Fatalf("error %v: want one naming the file and line and containing %q", err, tc.want)
 			}

@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/lexiscore/gateway/internal/testkit"
 	"github.com/lexiscore/gateway/internal/testkit/caddytest"
 )
 
@@ -170,7 +171,7 @@ http://127.0.0.1:{http_port} {
 // TestMetricsSurviveReload registers into two registries in a row, as two
 // config loads do, and checks the second sees the first's counts.
 func TestMetricsSurviveReload(t *testing.T) {
-	before := value(decisions.WithLabelValues("reload-metrics", decisionAllowed))
+	before := testkit.Value(decisions.WithLabelValues("reload-metrics", decisionAllowed))
 	var regs []*prometheus.Registry
 	for range 2 {
 		ctx, cancel := caddy.NewContext(caddy.Context{Context: t.Context()})
@@ -183,28 +184,13 @@ func TestMetricsSurviveReload(t *testing.T) {
 		h.limiter.Decide(t.Context(), "id:u1", "")
 		regs = append(regs, ctx.GetMetricsRegistry())
 	}
-	families, err := regs[1].Gather()
-	if err != nil {
-		t.Fatal(err)
+	v, ok := testkit.Gathered(t, regs[1], "gateway_ratelimit_decisions_total", map[string]string{"policy": "reload-metrics", "decision": "allowed"})
+	if !ok {
+		t.Fatal("gateway_ratelimit_decisions_total{policy=reload-metrics} not in the second registry")
 	}
-	for _, f := range families {
-		if f.GetName() != "gateway_ratelimit_decisions_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["policy"] == "reload-metrics" && labels["decision"] == "allowed" {
-				if v := m.GetCounter().GetValue() - before; v != 2 {
-					t.Fatalf("allowed decisions +%v in the second registry, want +2", v)
-				}
-				return
-			}
-		}
+	if v -= before; v != 2 {
+		t.Fatalf("allowed decisions +%v in the second registry, want +2", v)
 	}
-	t.Fatal("gateway_ratelimit_decisions_total{policy=reload-metrics} not in the second registry")
 }
 
 // TestFailuresCountedBeforeTheyCost: a count_status policy counts only the
@@ -244,7 +230,7 @@ http://127.0.0.1:{http_port} {
 			t.Fatalf("failure %d: %d, want 401", i+1, r.status)
 		}
 	}
-	unlogged := value(denialsUnlogged)
+	unlogged := testkit.Value(denialsUnlogged)
 	for _, user := range []string{"", "alice"} {
 		r := get(t, url, user, "X-Forwarded-For", flood)
 		if doc := problemDoc(t, r, 429, "rate-limited"); doc["policy"] != "auth_failures" {
@@ -252,7 +238,7 @@ http://127.0.0.1:{http_port} {
 		}
 		retryAfter(t, r, 60)
 	}
-	if got := value(denialsUnlogged) - unlogged; got != 1 {
+	if got := testkit.Value(denialsUnlogged) - unlogged; got != 1 {
 		t.Fatalf("%v refusals kept out of the access log, want 1 (log_denied 1/m)", got)
 	}
 	if r := get(t, url, "", "X-Forwarded-For", other); r.status != 401 {

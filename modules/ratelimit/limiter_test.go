@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/ulule/limiter/v3"
 	"github.com/ulule/limiter/v3/drivers/store/common"
 
@@ -246,7 +244,7 @@ func TestDecideStoreDownFailsOpenToEmergencyLimit(t *testing.T) {
 	failOpen := decisions.WithLabelValues("burst", decisionFailOpen)
 	failOpenSustained := decisions.WithLabelValues("sustained", decisionFailOpen)
 	emergencyDenied := decisions.WithLabelValues(EmergencyPolicy, decisionDenied)
-	before, beforeSustained, beforeDenied := value(failOpen), value(failOpenSustained), value(emergencyDenied)
+	before, beforeSustained, beforeDenied := testkit.Value(failOpen), testkit.Value(failOpenSustained), testkit.Value(emergencyDenied)
 
 	var got []Outcome
 	for range 3 {
@@ -266,13 +264,13 @@ func TestDecideStoreDownFailsOpenToEmergencyLimit(t *testing.T) {
 	if n := f.remote.callCount(); n != 6 {
 		t.Errorf("store called %d times for 3 requests of 2 policies, want 6", n)
 	}
-	if d := value(failOpen) - before; d != 3 {
+	if d := testkit.Value(failOpen) - before; d != 3 {
 		t.Errorf("burst fail_open decisions +%v, want +3", d)
 	}
-	if d := value(failOpenSustained) - beforeSustained; d != 3 {
+	if d := testkit.Value(failOpenSustained) - beforeSustained; d != 3 {
 		t.Errorf("sustained fail_open decisions +%v, want +3", d)
 	}
-	if d := value(emergencyDenied) - beforeDenied; d != 1 {
+	if d := testkit.Value(emergencyDenied) - beforeDenied; d != 1 {
 		t.Errorf("emergency denied decisions +%v, want +1", d)
 	}
 }
@@ -281,7 +279,7 @@ func TestDecideStoreDownFailsClosed(t *testing.T) {
 	f := newFixture(t, false, closedBreaker())
 	f.remote.set(alwaysDown, false)
 	failClosed := decisions.WithLabelValues("burst", decisionFailClosed)
-	before := value(failClosed)
+	before := testkit.Value(failClosed)
 
 	d := f.l.Decide(context.Background(), "id:u1", "pro")
 	if d.Outcome != Unavailable || d.RetryAfter < 1 || !errors.Is(d.Err, errDown) || d.FailedOpen {
@@ -294,7 +292,7 @@ func TestDecideStoreDownFailsClosed(t *testing.T) {
 	if f.local.callCount() != 0 {
 		t.Errorf("the emergency store was used while failing closed")
 	}
-	if d := value(failClosed) - before; d != 1 {
+	if d := testkit.Value(failClosed) - before; d != 1 {
 		t.Errorf("fail_closed decisions +%v, want +1", d)
 	}
 }
@@ -397,11 +395,11 @@ func TestBreakerStopsCallingDeadStoreAndRecovers(t *testing.T) {
 func TestStoreMetrics(t *testing.T) {
 	f := newFixture(t, true, closedBreaker())
 	errs := storeErrors.WithLabelValues("redis")
-	before := value(errs)
+	before := testkit.Value(errs)
 	f.l.Decide(context.Background(), "id:u1", "")
 	f.remote.set(alwaysDown, false)
 	f.l.Decide(context.Background(), "id:u1", "")
-	if d := value(errs) - before; d != 1 {
+	if d := testkit.Value(errs) - before; d != 1 {
 		t.Errorf("store errors +%v, want +1", d)
 	}
 	if n := testkit.HistogramCount(t, storeDuration.WithLabelValues("redis")); n < 2 {
@@ -419,16 +417,4 @@ func equal[T comparable](a, b []T) bool {
 		}
 	}
 	return true
-}
-
-// value reads a counter or gauge.
-func value(c prometheus.Metric) float64 {
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		return -1
-	}
-	if m.Counter != nil {
-		return m.Counter.GetValue()
-	}
-	return m.Gauge.GetValue()
 }

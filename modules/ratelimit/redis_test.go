@@ -135,7 +135,7 @@ func TestRedisKilledFailsOpenToEmergencyLimit(t *testing.T) {
 	}
 	failOpen := decisions.WithLabelValues("burst", decisionFailOpen)
 	errs := storeErrors.WithLabelValues("redis")
-	beforeFailOpen, beforeErrs := value(failOpen), value(errs)
+	beforeFailOpen, beforeErrs := testkit.Value(failOpen), testkit.Value(errs)
 
 	srv.Kill()
 	var statuses []int
@@ -154,13 +154,13 @@ func TestRedisKilledFailsOpenToEmergencyLimit(t *testing.T) {
 	if want := []int{200, 200, 200, 429, 429, 429}; !equal(statuses, want) {
 		t.Fatalf("statuses %v with Redis down, want %v (emergency limit 3/m)", statuses, want)
 	}
-	if d := value(failOpen) - beforeFailOpen; d != 6 {
+	if d := testkit.Value(failOpen) - beforeFailOpen; d != 6 {
 		t.Errorf("fail_open decisions +%v, want +6", d)
 	}
-	if d := value(errs) - beforeErrs; d < 2 {
+	if d := testkit.Value(errs) - beforeErrs; d < 2 {
 		t.Errorf("store errors +%v, want at least the 2 that open the breaker", d)
 	}
-	if value(breakerState.WithLabelValues("redis", "closed")) != 0 {
+	if testkit.Value(breakerState.WithLabelValues("redis", "closed")) != 0 {
 		t.Error("breaker state still closed after Redis died")
 	}
 
@@ -171,7 +171,7 @@ func TestRedisKilledFailsOpenToEmergencyLimit(t *testing.T) {
 		}
 		return nil
 	})
-	if value(breakerState.WithLabelValues("redis", "closed")) != 1 {
+	if testkit.Value(breakerState.WithLabelValues("redis", "closed")) != 1 {
 		t.Error("breaker state not closed after recovery")
 	}
 }

@@ -300,7 +300,7 @@ func (x *exchange) committed() *attemptRun {
 // errRouteTimeout once d has passed, unless a response began before (the
 // committing attempt stops the timer). done releases it.
 func (x *exchange) withTimeout(d time.Duration) (ctx context.Context, done func()) {
-	x.deadline = x.h.clock.Now().Add(d)
+	x.deadline = x.h.now().Add(d)
 	ctx, cancel := context.WithCancelCause(x.r.Context())
 	timer := time.AfterFunc(d, func() { cancel(errRouteTimeout) })
 	x.stopTimeout = timer.Stop
@@ -409,7 +409,7 @@ func (x *exchange) attempt(exec failsafe.Execution[*outcome], next caddyhttp.Han
 		o.kind, o.status = kindStatus, run.aw.status
 	}
 	if o.kind == kindStatus {
-		if d, ok := parseRetryAfter(run.aw.header.Get("Retry-After"), x.h.clock.Now()); ok {
+		if d, ok := parseRetryAfter(run.aw.header.Get("Retry-After"), x.h.now()); ok {
 			o.retryAfter = d
 		}
 	}

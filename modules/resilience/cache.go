@@ -30,7 +30,7 @@ type cachedResponse struct {
 type staleCache struct {
 	maxEntries int
 	maxAge     time.Duration
-	clock      Clock
+	now        func() time.Time
 
 	mu    sync.Mutex
 	order *list.List // front: most recently used; values are *cacheItem
@@ -42,11 +42,11 @@ type cacheItem struct {
 	res *cachedResponse
 }
 
-func newStaleCache(maxEntries int, maxAge time.Duration, clock Clock) *staleCache {
+func newStaleCache(maxEntries int, maxAge time.Duration, now func() time.Time) *staleCache {
 	return &staleCache{
 		maxEntries: maxEntries,
 		maxAge:     maxAge,
-		clock:      clock,
+		now:        now,
 		order:      list.New(),
 		items:      map[uint64]*list.Element{},
 	}
@@ -56,7 +56,7 @@ func newStaleCache(maxEntries int, maxAge time.Duration, clock Clock) *staleCach
 // used entry when full. The same answer as the one stored only refreshes
 // its age.
 func (c *staleCache) put(key uint64, status int, header http.Header, body []byte) {
-	now := c.clock.Now()
+	now := c.now()
 	c.mu.Lock()
 	if el, ok := c.items[key]; ok {
 		if old := el.Value.(*cacheItem).res; old.status == status && bytes.Equal(old.body, body) {
@@ -99,7 +99,7 @@ func (c *staleCache) get(key uint64) (*cachedResponse, time.Duration, bool) {
 		return nil, 0, false
 	}
 	res := el.Value.(*cacheItem).res
-	age := c.clock.Now().Sub(res.stored)
+	age := c.now().Sub(res.stored)
 	if age > c.maxAge {
 		c.order.Remove(el)
 		delete(c.items, key)

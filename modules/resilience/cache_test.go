@@ -9,7 +9,7 @@ import (
 )
 
 func TestStaleCacheKeepsRepresentationHeadersOnly(t *testing.T) {
-	c := newStaleCache(10, time.Hour, testkit.NewClock(testkit.Epoch))
+	c := newStaleCache(10, time.Hour, testkit.NewClock(testkit.Epoch).Now)
 	c.put(1, 200, http.Header{
 		"Content-Type": {"application/json"},
 		"Etag":         {`"v1"`},
@@ -36,7 +36,7 @@ func TestStaleCacheKeepsRepresentationHeadersOnly(t *testing.T) {
 
 func TestStaleCacheAgeAndExpiry(t *testing.T) {
 	clock := testkit.NewClock(testkit.Epoch)
-	c := newStaleCache(10, time.Minute, clock)
+	c := newStaleCache(10, time.Minute, clock.Now)
 	c.put(1, 200, nil, []byte("x"))
 	clock.Advance(42 * time.Second)
 	if _, age, ok := c.get(1); !ok || age != 42*time.Second {
@@ -52,7 +52,7 @@ func TestStaleCacheAgeAndExpiry(t *testing.T) {
 }
 
 func TestStaleCacheEvictsLeastRecentlyUsed(t *testing.T) {
-	c := newStaleCache(2, time.Hour, testkit.NewClock(testkit.Epoch))
+	c := newStaleCache(2, time.Hour, testkit.NewClock(testkit.Epoch).Now)
 	c.put(2, 200, nil, []byte("a"))
 	c.put(3, 200, nil, []byte("b"))
 	c.get(2) // 2 is now more recent than 3
@@ -73,7 +73,7 @@ func TestStaleCacheEvictsLeastRecentlyUsed(t *testing.T) {
 
 func TestStaleCacheSameAnswerRefreshesItsAge(t *testing.T) {
 	clock := testkit.NewClock(testkit.Epoch)
-	c := newStaleCache(10, time.Minute, clock)
+	c := newStaleCache(10, time.Minute, clock.Now)
 	body := []byte("same")
 	c.put(1, 200, nil, body)
 	clock.Advance(50 * time.Second)

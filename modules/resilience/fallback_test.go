@@ -33,7 +33,7 @@ func TestStaleIfError(t *testing.T) {
 		_, _ = fmt.Fprintf(w, `{"path":%q}`, r.URL.Path)
 	})
 	in := start(t, site(be.addr(), "fallback {\n\t\t\tstale 1h\n\t\t}", "", "stale"))
-	served := growth(t, fallbacks, map[string]string{"route": "stale", "kind": "stale"})
+	served := growth(fallbacks.With(map[string]string{"route": "stale", "kind": "stale"}))
 
 	alice := http.Header{"Authorization": {"Bearer alice"}}
 	if resp, body := send(t, http.MethodGet, in.URL("/v1/scores/1"), "fresh", alice); resp.StatusCode != http.StatusOK || resp.Header.Get("Warning") != "" {
@@ -90,7 +90,7 @@ http://127.0.0.1:{http_port} {
 	}
 }`, down.addr(), replica.addr()))
 
-	fromReplica := growth(t, fallbacks, map[string]string{"route": "replica", "kind": "upstream"})
+	fromReplica := growth(fallbacks.With(map[string]string{"route": "replica", "kind": "upstream"}))
 	resp, body := send(t, http.MethodGet, in.URL("/static"), "static", nil)
 	if resp.StatusCode != http.StatusOK || body != `{"scores":[],"degraded":true}` || resp.Header.Get("Content-Type") != "application/json" {
 		t.Fatalf("static fallback: %d %q %q", resp.StatusCode, body, resp.Header.Get("Content-Type"))
@@ -164,7 +164,7 @@ http://127.0.0.1:{http_port} {
 		reverse_proxy %[1]s
 	}
 }`, caddytest.ClosedAddr(t), strings.TrimPrefix(replica.URL, "http://"), signed))
-	fromReplica := growth(t, fallbacks, map[string]string{"route": "replica_signed", "kind": "upstream"})
+	fromReplica := growth(fallbacks.With(map[string]string{"route": "replica_signed", "kind": "upstream"}))
 
 	resp, body := send(t, http.MethodGet, in.URL("/signed/v1/scores/1"), "get", nil)
 	if resp.StatusCode != http.StatusOK || body != "verified 0 bytes" {
@@ -232,12 +232,12 @@ http://127.0.0.1:{http_port} {
 		return st
 	}
 	t.Cleanup(func() { degraded.manual.Store(false) })
-	shed := growth(t, concurrencyRejections, map[string]string{"route": "heavy", "reason": "degraded"})
+	shed := growth(concurrencyRejections.With(map[string]string{"route": "heavy", "reason": "degraded"}))
 
 	if st := setDegraded(true); !st.Enabled || !st.Manual {
 		t.Fatalf("after switching on: %+v", st)
 	}
-	if v := counter(t, degradedGauge, nil); v != 1 {
+	if v := testkit.Value(degradedGauge); v != 1 {
 		t.Errorf("gateway_degraded_mode = %v, want 1", v)
 	}
 	resp, body := send(t, http.MethodPost, in.URL("/heavy"), "heavy", nil)

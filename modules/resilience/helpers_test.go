@@ -3,7 +3,6 @@ package resilience
 import (
 	"encoding/json"
 	"io"
-	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,8 +10,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
+	"github.com/lexiscore/gateway/internal/testkit"
 	"github.com/lexiscore/gateway/internal/testkit/caddytest"
 	_ "github.com/lexiscore/gateway/modules/problem"
 )
@@ -146,70 +145,19 @@ func problemType(t *testing.T, resp *http.Response, body string) string {
 	return doc.Type[strings.LastIndex(doc.Type, "#")+1:]
 }
 
-// counter reads the value of a counter or gauge with the given labels from
-// collector c; 0 when the series does not exist. The label "__name__"
-// selects a metric of a collector that has several.
-func counter(t *testing.T, c prometheus.Collector, labels map[string]string) float64 {
-	t.Helper()
-	ch := make(chan prometheus.Metric, 1024)
-	c.Collect(ch)
-	close(ch)
-	name, byName := labels["__name__"]
-	if byName {
-		labels = maps.Clone(labels)
-		delete(labels, "__name__")
-	}
-	for m := range ch {
-		if byName && !strings.Contains(m.Desc().String(), `fqName: "`+name+`"`) {
-			continue
-		}
-		var pb dto.Metric
-		if err := m.Write(&pb); err != nil {
-			t.Fatal(err)
-		}
-		if !labelsMatch(pb.GetLabel(), labels) {
-			continue
-		}
-		switch {
-		case pb.Counter != nil:
-			return pb.Counter.GetValue()
-		case pb.Gauge != nil:
-			return pb.Gauge.GetValue()
-		}
-	}
-	return 0
-}
-
-func labelsMatch(pairs []*dto.LabelPair, want map[string]string) bool {
-	got := 0
-	for _, p := range pairs {
-		if v, ok := want[p.GetName()]; ok {
-			if v != p.GetValue() {
-				return false
-			}
-			got++
-		}
-	}
-	return got == len(want)
-}
-
-// growth returns a function that reports how much the series of counter
-// grew since growth was called: counters are package-level and keep
-// counting across tests (and -count runs).
-func growth(t *testing.T, c prometheus.Collector, labels map[string]string) func() float64 {
-	t.Helper()
-	before := counter(t, c, labels)
-	return func() float64 {
-		t.Helper()
-		return counter(t, c, labels) - before
-	}
+// growth returns a function that reports how much counter c grew since
+// growth was called: counters are package-level and keep counting across
+// tests (and -count runs).
+func growth(c prometheus.Collector) func() float64 {
+	before := testkit.Value(c)
+	return func() float64 { return testkit.Value(c) - before }
 }
 
 // breakerState returns the state the gauge reports for upstream.
 func breakerState(t *testing.T, upstream string) string {
 	t.Helper()
 	for _, s := range []string{"closed", "open", "half-open"} {
-		if counter(t, stateCollector{}, map[string]string{"upstream": upstream, "state": s}) == 1 {
+		if v, _ := testkit.Series(t, stateCollector{}, "", map[string]string{"upstream": upstream, "state": s}); v == 1 {
 			return s
 		}
 	}

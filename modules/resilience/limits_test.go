@@ -33,7 +33,7 @@ http://127.0.0.1:{http_port} {
 }`, be.addr()))
 
 	const clients = 10
-	rejected := growth(t, concurrencyRejections, map[string]string{"route": "uploads", "reason": "bulkhead"})
+	rejected := growth(concurrencyRejections.With(map[string]string{"route": "uploads", "reason": "bulkhead"}))
 	statuses := make(chan *http.Response, clients)
 	var wg sync.WaitGroup
 	for i := range clients {
@@ -47,7 +47,7 @@ http://127.0.0.1:{http_port} {
 	}
 	testkit.Eventually(t, "three uploads at the backend", func() bool { return be.currentInFlight() == 3 })
 	for _, name := range []string{"gateway_concurrency_in_flight", "gateway_concurrency_limit"} {
-		if got := counter(t, concurrencyCollector{}, map[string]string{"__name__": name, "route": "uploads"}); got != 3 {
+		if got, _ := testkit.Series(t, concurrencyCollector{}, name, map[string]string{"route": "uploads"}); got != 3 {
 			t.Errorf("%s = %v, want 3", name, got)
 		}
 	}
@@ -126,7 +126,7 @@ http://127.0.0.1:{http_port} {
 			t.Fatalf("request %d: %d", i, resp.StatusCode)
 		}
 	}
-	if limit := counter(t, concurrencyCollector{}, map[string]string{"__name__": "gateway_concurrency_limit", "route": "adaptive"}); limit < 2 || limit > 50 {
+	if limit, _ := testkit.Series(t, concurrencyCollector{}, "gateway_concurrency_limit", map[string]string{"route": "adaptive"}); limit < 2 || limit > 50 {
 		t.Fatalf("gateway_concurrency_limit{route=adaptive} = %v, want within [2, 50]", limit)
 	}
 }
@@ -166,7 +166,7 @@ http://127.0.0.1:{http_port} {
 		}
 	}
 }`, be.addr()))
-	exhausted := growth(t, retryBudgetExhausted, map[string]string{"route": "storm"})
+	exhausted := growth(retryBudgetExhausted.With(map[string]string{"route": "storm"}))
 	var wg sync.WaitGroup
 	for i := range clients {
 		wg.Go(func() { send(t, http.MethodGet, in.URL("/x"), fmt.Sprint("s", i), nil) })

@@ -6,7 +6,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+
+	"github.com/lexiscore/gateway/internal/testkit"
 )
 
 // TestRouteCountersExistAtZero: a provisioned route's retry, budget,
@@ -57,27 +58,9 @@ http://127.0.0.1:{http_port} {
 		{panicRouting, map[string]string{"route": "precreate_bare"}, true},
 	}
 	for _, tc := range cases {
-		value, found := series(t, tc.c, tc.labels)
+		value, found := testkit.Series(t, tc.c, "", tc.labels)
 		if found != tc.want || value != 0 {
 			t.Errorf("%v: found %v with value %g, want found %v at 0", tc.labels, found, value, tc.want)
 		}
 	}
-}
-
-// series returns the value of collector c's series with exactly labels.
-func series(t *testing.T, c prometheus.Collector, labels map[string]string) (float64, bool) {
-	t.Helper()
-	ch := make(chan prometheus.Metric, 1024)
-	c.Collect(ch)
-	close(ch)
-	for m := range ch {
-		var pb dto.Metric
-		if err := m.Write(&pb); err != nil {
-			t.Fatal(err)
-		}
-		if len(pb.GetLabel()) == len(labels) && labelsMatch(pb.GetLabel(), labels) {
-			return pb.GetCounter().GetValue(), true
-		}
-	}
-	return 0, false
 }

@@ -14,16 +14,6 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 )
 
-// Clock tells the time. Production code uses the wall clock; tests inject a
-// fake one so that Retry-After dates, cache ages and deadlines are exact.
-type Clock interface {
-	Now() time.Time
-}
-
-type wallClock struct{}
-
-func (wallClock) Now() time.Time { return time.Now() }
-
 // parseRetryAfter reads a Retry-After value (RFC 9110 §10.2.3): delay-seconds
 // or an HTTP-date, taken relative to now. A date in the past means no wait.
 // ok is false for an absent or malformed value.
@@ -138,7 +128,7 @@ type retryRules struct {
 	// do not retry together.
 	backoff, maxBackoff time.Duration
 	jitter              float64
-	clock               Clock
+	now                 func() time.Time
 	// rand returns a number in [0, 1); tests fix it.
 	rand func() float64
 }
@@ -159,7 +149,7 @@ func (rr retryRules) retryable(o *outcome) bool {
 		if o.retryAfter < 0 {
 			return true
 		}
-		wait := min(rr.retryAfterCap, o.deadline.Sub(rr.clock.Now()))
+		wait := min(rr.retryAfterCap, o.deadline.Sub(rr.now()))
 		return o.retryAfter <= wait
 	case kindTimeout, kindTransport:
 		return true

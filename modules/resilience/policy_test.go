@@ -85,7 +85,7 @@ func TestRetryable(t *testing.T) {
 	rr := retryRules{
 		statuses:      map[int]bool{502: true, 503: true, 504: true},
 		retryAfterCap: 5 * time.Second,
-		clock:         clock,
+		now:           clock.Now,
 	}
 	deadline := clock.Now().Add(3 * time.Second)
 	status := func(code int, retryAfter time.Duration) *outcome {

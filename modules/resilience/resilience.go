@@ -131,8 +131,10 @@ type Handler struct {
 	rules        retryRules
 	staleMaxBody int
 	vary         []string
-	clock        Clock
-	logger       *zap.Logger
+	// now is the clock: time.Now, or a test's fake one, so that Retry-After
+	// dates, cache ages and deadlines are exact.
+	now    func() time.Time
+	logger *zap.Logger
 
 	// Executors for requests that may not be replayed, that may, and
 	// that may be hedged too.
@@ -266,8 +268,8 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // policies.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
-	if h.clock == nil {
-		h.clock = wallClock{}
+	if h.now == nil {
+		h.now = time.Now
 	}
 	h.setDefaults()
 	if err := telemetry.Register(ctx.GetMetricsRegistry(), collectors()...); err != nil {
@@ -298,7 +300,7 @@ func (h *Handler) setDefaults() {
 	if h.MaxFailureBody == 0 {
 		h.MaxFailureBody = 64 << 10
 	}
-	h.rules = retryRules{statuses: map[int]bool{}, clock: h.clock, rand: rand.Float64}
+	h.rules = retryRules{statuses: map[int]bool{}, now: h.now, rand: rand.Float64}
 	if rc := h.Retry; rc != nil {
 		if rc.MaxAttempts == 0 {
 			rc.MaxAttempts = 3
@@ -463,7 +465,7 @@ func (h *Handler) provisionState() error {
 				Build()
 		}
 		if fb := h.Fallback; fb != nil && fb.Stale != nil {
-			rs.cache = newStaleCache(fb.Stale.MaxEntries, time.Duration(fb.Stale.MaxAge), h.clock)
+			rs.cache = newStaleCache(fb.Stale.MaxEntries, time.Duration(fb.Stale.MaxAge), h.now)
 		}
 		routes.add(rs)
 		return rs, nil
@@ -775,7 +777,7 @@ func (h *Handler) fallback(x *exchange, o *outcome) (handled bool, err error) {
 		return false, nil
 	}
 	// The secondary upstream needs the body again and time left to answer.
-	if left := x.deadline.Sub(h.clock.Now()); h.secondary != nil && x.rest == nil && left > 0 {
+	if left := x.deadline.Sub(h.now()); h.secondary != nil && x.rest == nil && left > 0 {
 		ctx, done := x.withTimeout(left)
 		defer done()
 		next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })

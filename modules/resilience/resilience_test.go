@@ -61,7 +61,7 @@ func TestRetriesOnlyWhenReplayIsSafe(t *testing.T) {
 	})
 	in := start(t, site(be.addr(), "", "", "retries"))
 
-	retried := growth(t, retries, map[string]string{"route": "retries", "reason": "status"})
+	retried := growth(retries.With(map[string]string{"route": "retries", "reason": "status"}))
 	resp, body := send(t, http.MethodGet, in.URL("/x"), "get-recovers", nil)
 	if resp.StatusCode != http.StatusOK || body != "ok" {
 		t.Fatalf("GET: %d %q, want 200 ok after two retries", resp.StatusCode, body)

@@ -45,7 +45,7 @@ http://127.0.0.1:{http_port} {
 	}
 }`, be.addr()))
 	up := be.addr()
-	panicked := growth(t, panicRouting, map[string]string{"route": "panic_route"})
+	panicked := growth(panicRouting.With(map[string]string{"route": "panic_route"}))
 	testkit.Eventually(t, "a request routed in panic", func() bool {
 		if resp, body := send(t, http.MethodGet, in.URL("/api"), "api", nil); resp.StatusCode != http.StatusOK {
 			t.Fatalf("with the only upstream unhealthy and its API fine: %d %q, want 200", resp.StatusCode, body)

@@ -117,7 +117,7 @@ func TestHedgedReadCancelsTheLoser(t *testing.T) {
 		_, _ = io.WriteString(w, "fast")
 	})
 	in := start(t, site(be.addr(), "hedge 50ms", "", "hedged"))
-	hedged := growth(t, retries, map[string]string{"route": "hedged", "reason": "hedge"})
+	hedged := growth(retries.With(map[string]string{"route": "hedged", "reason": "hedge"}))
 	start := time.Now()
 	resp, body := send(t, http.MethodGet, in.URL("/x"), "hedged", nil)
 	if resp.StatusCode != http.StatusOK || body != "fast" {

@@ -71,11 +71,11 @@ func TestBreakerOpensFailsFastThenRecovers(t *testing.T) {
 		t.Fatalf("after two good probes the breaker is %q, want closed", s)
 	}
 	for _, tr := range [][2]string{{"closed", "open"}, {"open", "half-open"}, {"half-open", "closed"}} {
-		if n := counter(t, breakerTransitions, map[string]string{"upstream": up, "from": tr[0], "to": tr[1]}); n != 1 {
+		if n := testkit.Value(breakerTransitions.With(map[string]string{"upstream": up, "from": tr[0], "to": tr[1]})); n != 1 {
 			t.Errorf("transitions %s→%s: %v, want 1", tr[0], tr[1], n)
 		}
 	}
-	if n := counter(t, upstreamRequests, map[string]string{"upstream": up, "code_class": "open"}); n < 1 {
+	if n := testkit.Value(upstreamRequests.With(map[string]string{"upstream": up, "code_class": "open"})); n < 1 {
 		t.Errorf("gateway_upstream_requests_total{code_class=open} = %v, want the refused attempt counted", n)
 	}
 }
@@ -174,7 +174,7 @@ http://127.0.0.1:{http_port} {
 	}
 }`, be.addr()))
 	up := be.addr()
-	ok := growth(t, upstreamRequests, map[string]string{"upstream": up, "code_class": "2xx"})
+	ok := growth(upstreamRequests.With(map[string]string{"upstream": up, "code_class": "2xx"}))
 	testkit.Eventually(t, "the breaker to open", func() bool {
 		send(t, http.MethodGet, in.URL("/api"), "api", nil)
 		return breakerState(t, up) == "open"

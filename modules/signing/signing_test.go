@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
@@ -69,10 +68,9 @@ func writeSecret(t *testing.T, secret string) string {
 	return p
 }
 
-func adapt(t *testing.T, site string) ([]byte, error) {
-	t.Helper()
-	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(":8080 {\n"+site+"\n}"), nil)
-	return out, err
+// adaptSite adapts a Caddyfile of one site holding site's directives.
+func adaptSite(site string) ([]byte, error) {
+	return caddytest.Adapt(":8080 {\n" + site + "\n}")
 }
 
 func TestCaddyfileAdapt(t *testing.T) {
@@ -107,7 +105,7 @@ func TestCaddyfileAdapt(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			out, err := adapt(t, tc.site)
+			out, err := adaptSite(tc.site)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -135,7 +133,7 @@ func TestCaddyfileAdapt(t *testing.T) {
 			transport http
 		}`,
 	} {
-		if _, err := adapt(t, "reverse_proxy 127.0.0.1:9001 {\n"+bad+"\n}"); err == nil {
+		if _, err := adaptSite("reverse_proxy 127.0.0.1:9001 {\n" + bad + "\n}"); err == nil {
 			t.Errorf("%q adapted without error", bad)
 		}
 	}

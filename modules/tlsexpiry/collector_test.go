@@ -8,8 +8,9 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/lexiscore/gateway/internal/testkit"
 )
 
 func TestCollectorReportsEarliestExpiryPerName(t *testing.T) {
@@ -18,40 +19,18 @@ func TestCollectorReportsEarliestExpiryPerName(t *testing.T) {
 		"api.example": {withLeaf(later), withLeaf(soon)},
 		"no-leaf":     {{}},
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(&collector{
+	c := &collector{
 		names: []string{"api.example", "missing", "no-leaf"},
 		certs: func(san string) []certmagic.Certificate { return certs[san] },
-	})
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
 	}
-	got := map[string]float64{}
-	for _, f := range families {
-		if f.GetName() != "gateway_tls_certificate_expiry_timestamp_seconds" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			got[label(m, "name")] = m.GetGauge().GetValue()
-		}
-	}
-	if len(got) != 1 || got["api.example"] != float64(soon.Unix()) {
-		t.Fatalf("got %v, want only api.example at %d (names without a certificate have no series)", got, soon.Unix())
+	got, _ := testkit.Series(t, c, "gateway_tls_certificate_expiry_timestamp_seconds", map[string]string{"name": "api.example"})
+	if n := testutil.CollectAndCount(c, "gateway_tls_certificate_expiry_timestamp_seconds"); n != 1 || got != float64(soon.Unix()) {
+		t.Fatalf("%d series, api.example at %v; want only api.example at %d (names without a certificate have no series)", n, got, soon.Unix())
 	}
 }
 
 func withLeaf(notAfter time.Time) certmagic.Certificate {
 	return certmagic.Certificate{Certificate: tls.Certificate{Leaf: &x509.Certificate{NotAfter: notAfter}}}
-}
-
-func label(m *dto.Metric, name string) string {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == name {
-			return l.GetValue()
-		}
-	}
-	return ""
 }
 
 func TestGlobalOptionNeedsNames(t *testing.T) {

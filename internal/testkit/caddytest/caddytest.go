@@ -96,6 +96,13 @@ func (in *Instance) WaitReady(t testing.TB, url string) {
 	})
 }
 
+// Adapt turns a Caddyfile into Caddy's JSON config, as `caddy adapt` does:
+// the Caddyfile adapter tests of every module read its output.
+func Adapt(caddyfile string) ([]byte, error) {
+	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
+	return out, err
+}
+
 // ReadJSONLines reads a JSON-lines log file that a `log` block writes; a
 // file not written yet holds no lines.
 func ReadJSONLines(t testing.TB, path string) []map[string]any {
