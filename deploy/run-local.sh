@@ -39,6 +39,21 @@ if [ -z "${GATEWAY_SIGNING_SECRET_FILE:-}" ]; then
 fi
 export GATEWAY_SIGNING_SECRET_FILE GATEWAY_SIGNING_KEY_ID="${GATEWAY_SIGNING_KEY_ID:-gateway-1}"
 export SCORING_SIGNING_KEYS="${SCORING_SIGNING_KEYS:-$GATEWAY_SIGNING_KEY_ID:$GATEWAY_SIGNING_SECRET_FILE}"
+# API keys: a keys file of the run's own, new on every run, unless one is
+# given. It starts with one demo key; keys appended to it are accepted within
+# the api_key provider's reload interval (10s), without a restart.
+keys_hint="${GATEWAY_API_KEYS_FILE:-}"
+if [ -z "$keys_hint" ]; then
+	GATEWAY_API_KEYS_FILE="$PWD/.run/api-keys"
+	keys_hint=.run/api-keys
+	demo=$(bin/gateway new-api-key --user demo --tier free --tenant acme 2>/dev/null) || {
+		echo "minting the demo API key failed: bin/gateway new-api-key --user demo" >&2
+		exit 1
+	}
+	demo_key="${demo%%$'\n'*}"
+	(umask 077 && printf '%s\n' "${demo#*$'\n'}" >"$GATEWAY_API_KEYS_FILE")
+fi
+export GATEWAY_API_KEYS_FILE
 https_port="${GATEWAY_HTTPS_PORT:-8443}"
 # No load balancer watches the demo's /readyz: Ctrl-C stops at once.
 export GATEWAY_SHUTDOWN_DELAY="${GATEWAY_SHUTDOWN_DELAY:-0s}"
@@ -128,6 +143,19 @@ Try it (a token for user "demo", valid for an hour):
 
 More tokens that this gateway accepts (options: bin/gateway issue-token --help):
   $jwt_hint bin/gateway issue-token --sub demo --tier free --ttl 1h
+MSG
+if [ -n "${demo_key:-}" ]; then
+	cat <<MSG
+
+Or an API key (user "demo"):
+  curl --cacert $root -H "X-API-Key: $demo_key" https://localhost:$https_port/v1/users/demo/scores
+MSG
+fi
+cat <<MSG
+
+More API keys (options: bin/gateway new-api-key --help): the first line printed is the key, the second
+goes into the keys file, which the gateway reads again within 10 seconds:
+  bin/gateway new-api-key --user demo --tier pro | { read -r key; read -r line; echo "\$line" >>$keys_hint; echo "\$key"; }
 
 Press Ctrl-C to stop.
 MSG
