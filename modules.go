@@ -6,6 +6,7 @@ package gateway
 import (
 	_ "github.com/lexiscore/gateway/modules/authorization"
 	_ "github.com/lexiscore/gateway/modules/correlation"
+	_ "github.com/lexiscore/gateway/modules/framing"
 	_ "github.com/lexiscore/gateway/modules/identity"
 	_ "github.com/lexiscore/gateway/modules/logbuffer"
 	_ "github.com/lexiscore/gateway/modules/problem"

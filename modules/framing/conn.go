@@ -1,0 +1,230 @@
+package framing
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/url"
+	"regexp"
+	"sync/atomic"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// MarkerHeader is the header of the request that stands in for a refused
+// one. Its value is "<reason> <nonce>": only this process knows the nonce, so
+// a client cannot make a request look refused, and the handler removes any
+// copy a client sends.
+const MarkerHeader = "X-Gateway-Framing-Refused"
+
+// nonce authenticates MarkerHeader values made by this process.
+var nonce = rand.Text()
+
+type mode int
+
+const (
+	// modeTrack: every byte goes through the tracker.
+	modeTrack mode = iota
+	// modeOpaque: not HTTP/1.x any more (HTTP/2, a WebSocket after its 101):
+	// bytes pass untouched.
+	modeOpaque
+	// modeDrain: a request was refused and its stand-in delivered; later
+	// bytes are read and dropped, so a pending read waits as it would on a
+	// quiet client until net/http closes the connection after its answer.
+	modeDrain
+	// modeEnd: net/http refuses the last message delivered by itself; the
+	// stream ends after it.
+	modeEnd
+)
+
+// conn is a server connection whose HTTP/1.x requests are checked for
+// ambiguous framing before net/http reads them. Reads come from net/http's
+// serving goroutine (one at a time); Write may run concurrently with them.
+type conn struct {
+	net.Conn
+	t    tracker
+	mode mode
+	// pend holds bytes ready for net/http ahead of anything read next.
+	pend []byte
+	// readErr is an error of the underlying Read held back until pend is
+	// delivered.
+	readErr error
+	// tunnel: the last request asked for an upgrade or a CONNECT tunnel;
+	// switched: its answer accepted it, so the bytes are no longer HTTP/1.x.
+	tunnel, switched atomic.Bool
+	refused          func(reason string)
+}
+
+// tlsConn is a conn over TLS: Caddy and net/http read the TLS state through
+// ConnectionState.
+type tlsConn struct {
+	*conn
+	tls *tls.Conn
+}
+
+// ConnectionState returns the state of the underlying TLS connection.
+func (c tlsConn) ConnectionState() tls.ConnectionState { return c.tls.ConnectionState() }
+
+func wrapConn(c net.Conn, refused func(string)) net.Conn {
+	fc := &conn{Conn: c, refused: refused}
+	if tc, ok := c.(*tls.Conn); ok {
+		return tlsConn{conn: fc, tls: tc}
+	}
+	return fc
+}
+
+// Read returns the client's bytes, except that the head of a request whose
+// framing is refused is replaced by a stand-in request closing the
+// connection, and nothing after it is ever returned.
+func (c *conn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		if len(c.pend) > 0 {
+			n := copy(p, c.pend)
+			c.pend = c.pend[n:]
+			return n, nil
+		}
+		if c.readErr != nil {
+			err := c.readErr
+			c.readErr = nil
+			return 0, err
+		}
+		if c.mode == modeTrack && c.switched.Load() {
+			c.mode = modeOpaque
+			c.pend = append(c.pend, c.t.takeHead()...)
+			continue
+		}
+		switch c.mode {
+		case modeOpaque:
+			return c.Conn.Read(p)
+		case modeEnd:
+			return 0, io.EOF
+		}
+		n, err := c.Conn.Read(p)
+		inPlace := 0
+		if n > 0 {
+			inPlace = c.process(p[:n])
+		}
+		if err == io.EOF && c.mode == modeTrack {
+			// The client is done sending: what it sent of a head is not
+			// a request either way, and net/http says so.
+			c.pend = append(c.pend, c.t.takeHead()...)
+		}
+		if inPlace > 0 {
+			c.readErr = err
+			return inPlace, nil
+		}
+		if err != nil {
+			if len(c.pend) > 0 {
+				c.readErr = err
+				continue
+			}
+			return 0, err
+		}
+	}
+}
+
+// process runs the tracker over p, fresh from the underlying connection. It
+// returns how many of p's first bytes may be returned as they are; the other
+// bytes to deliver are copied to c.pend.
+func (c *conn) process(p []byte) (inPlace int) {
+	deliver := func(from, to int) {
+		if len(c.pend) == 0 && from == inPlace {
+			inPlace = to
+			return
+		}
+		c.pend = append(c.pend, p[from:to]...)
+	}
+	if c.mode == modeTrack && c.switched.Load() {
+		c.mode = modeOpaque
+		c.pend = append(c.pend, c.t.takeHead()...)
+	}
+	for off := 0; off < len(p); {
+		switch c.mode {
+		case modeOpaque:
+			deliver(off, len(p))
+			return inPlace
+		case modeDrain, modeEnd:
+			return inPlace
+		}
+		used, held, act := c.t.consume(p[off:])
+		if !held {
+			deliver(off, off+used)
+		}
+		off += used
+		switch act {
+		case actRelease:
+			c.tunnel.Store(c.t.tunnel)
+			c.pend = append(c.pend, c.t.takeHead()...)
+		case actReject:
+			c.pend = append(c.pend, c.t.standIn()...)
+			c.refused(c.t.reason)
+			c.t.resetHead()
+			c.mode = modeDrain
+		case actOpaque:
+			c.pend = append(c.pend, c.t.takeHead()...)
+			c.mode = modeOpaque
+		case actEnd:
+			if held {
+				c.pend = append(c.pend, c.t.takeHead()...)
+			}
+			c.mode = modeEnd
+		}
+	}
+	return inPlace
+}
+
+// Write notices the answer that turns the connection into a tunnel: 101 to
+// an upgrade, 2xx to CONNECT. net/http writes a status line at the start of
+// a Write, after the request was read.
+func (c *conn) Write(p []byte) (int, error) {
+	if c.tunnel.Load() && (bytes.HasPrefix(p, []byte("HTTP/1.1 101 ")) || bytes.HasPrefix(p, []byte("HTTP/1.1 2"))) {
+		c.switched.Store(true)
+	}
+	return c.Conn.Write(p)
+}
+
+var (
+	methodPattern    = regexp.MustCompile(`^[A-Z]{1,20}$`)
+	targetPattern    = regexp.MustCompile(`^/[!-~]*$`)
+	requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+)
+
+// standIn is the request net/http reads instead of a refused one: its method,
+// target, Host and X-Request-ID when they are well-formed (so that the answer
+// goes through the same site, and the logs say what was refused), no body,
+// MarkerHeader, and Connection: close.
+func (t *tracker) standIn() []byte {
+	t.endField()
+	method, target, proto := "GET", "/", "HTTP/1.0"
+	if methodPattern.MatchString(t.method) && t.method != "CONNECT" && t.method != "PRI" {
+		method = t.method
+	}
+	if len(t.target) <= 2048 && targetPattern.MatchString(t.target) && parses(t.target) {
+		target = t.target
+	}
+	var b bytes.Buffer
+	host := t.hostCount == 1 && t.host != "" && len(t.host) <= 255 && httpguts.ValidHostHeader(t.host)
+	if host {
+		proto = "HTTP/1.1"
+	}
+	b.WriteString(method + " " + target + " " + proto + "\r\n")
+	if host {
+		b.WriteString("Host: " + t.host + "\r\n")
+	}
+	if requestIDPattern.MatchString(t.requestID) {
+		b.WriteString("X-Request-Id: " + t.requestID + "\r\n")
+	}
+	b.WriteString(MarkerHeader + ": " + t.reason + " " + nonce + "\r\nConnection: close\r\n\r\n")
+	return b.Bytes()
+}
+
+// parses reports whether net/http reads target as a request target.
+func parses(target string) bool {
+	_, err := url.ParseRequestURI(target)
+	return err == nil
+}
