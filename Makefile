@@ -1,7 +1,7 @@
 # The two commands the README promises: `make run` and `make test`.
 GO ?= go
 
-.PHONY: run observe test build bench bench-auth deps vet unit fuzz
+.PHONY: run observe test build bench bench-auth chaos deps vet unit fuzz
 
 run:
 	./deploy/run-local.sh
@@ -45,6 +45,13 @@ build:
 
 bench:
 	./bench/run.sh
+
+# The fault matrix against the real binary (bench/README.md#the-fault-matrix-make-chaos):
+# reloads, SIGTERM, upstream errors, outages and slowness, Redis killed and
+# paused, a thousand connections; one line per scenario, PASS or FAIL, a few
+# minutes. make test only checks that the scripts parse and the client's logic.
+chaos:
+	./bench/chaos.sh
 
 # Issue 3's target: authentication and the Redis rate limiter together cost at
 # most a tenth of stock Caddy's throughput (bench/README.md): the median of ten

@@ -28,24 +28,11 @@ go build -o bin/scoring ./backends/scoring
 # shellcheck source=bench/common.sh
 . bench/common.sh
 
-signing_secret="$work/signing.key"
-head -c 48 /dev/urandom | base64 >"$signing_secret"
 be_port=$(free_port)
-SCORING_SIGNING_KEYS="bench-1:$signing_secret" bin/scoring -addr "127.0.0.1:$be_port" -admin-addr "127.0.0.1:$(free_port)" >"$work/scoring.log" 2>&1 &
-pids+=($!)
-wait_http "http://127.0.0.1:$be_port/healthz"
-
-export GATEWAY_JWT_SECRET
-GATEWAY_JWT_SECRET="$(head -c 32 /dev/urandom | base64)"
-port=$(free_port)
-env XDG_DATA_HOME="$work/data" XDG_CONFIG_HOME="$work/config" \
-	GATEWAY_SIGNING_KEY_ID=bench-1 GATEWAY_SIGNING_SECRET_FILE="$signing_secret" \
-	GATEWAY_RATE_BURST=1000000/s GATEWAY_RATE_SUSTAINED=100000000/m GATEWAY_RATE_IP_CEILING=1000000/s \
-	SCORING_UPSTREAMS="127.0.0.1:$be_port" GATEWAY_HTTPS_PORT="$port" GATEWAY_PUBLIC_HTTPS_PORT="$port" \
-	GATEWAY_HTTP_PORT="$(free_port)" GATEWAY_METRICS_ADDR="127.0.0.1:$(free_port)" GATEWAY_ADMIN_ADDR="127.0.0.1:$(free_port)" \
-	bin/gateway run --config Caddyfile --adapter caddyfile >"$work/gateway.log" 2>&1 &
-pids+=($!)
-wait_http "https://localhost:$port/healthz" -k
+start_backend "$be_port" "$(free_port)" "bench-1:$signing_secret"
+# The shipped limit on failed authentications is what the flood meets.
+start_gateway gateway Caddyfile "127.0.0.1:$be_port" GATEWAY_RATE_IP_AUTH_FAILURES=60/m
+port=${https_port[gateway]}
 token=$(bin/gateway issue-token --sub bench-user --tier free --ttl 2h)
 target="https://localhost:$port/v1/users/bench-user/scores"
 users() { WRK_AUTH="Bearer $token" WRK_XFF=198.51.100.10 wrk -t 2 -c "$user_conns" -d "$duration" -s bench/flood.lua "$target" | tail -1; }

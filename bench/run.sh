@@ -15,7 +15,10 @@
 # target, interleaved with the others, and prints what the difference costs
 # in stock Caddy's throughput (bench/without.py writes such variants);
 # BENCH_MAX_COST=0.10 then makes the run fail when that cost, by requests/s
-# or by CPU of the whole run, is above it.
+# or by CPU of the whole run, is above it. BENCH_BACKEND_LATENCY_MS=20 makes
+# both backends answer /v1 requests that much later, and BENCH_WRK_TIMEOUT
+# (wrk's default 2s) is when wrk counts a request as an error (bench/chaos.sh's
+# thousand connections, where queueing for the CPU alone takes seconds).
 #
 # Throughput on a shared 2-core machine swings with whatever else runs, so
 # each run also records the CPU time every process spent on it (proxy,
@@ -39,25 +42,8 @@ go build -o bin/caddy-stock github.com/caddyserver/caddy/v2/cmd/caddy
 # shellcheck source=bench/common.sh
 . bench/common.sh
 
-# cpu_ticks pid...: the CPU time (user+system, clock ticks) the processes used so far.
-cpu_ticks() {
-	local total=0 pid stat
-	for pid in "$@"; do
-		read -r -a stat <"/proc/$pid/stat"
-		# Fields 14 and 15 (utime, stime); the command name in field 2 has no spaces here.
-		total=$((total + stat[13] + stat[14]))
-	done
-	echo "$total"
-}
 tick_hz=$(getconf CLK_TCK)
 
-# start_backend port admin_port [signing keys]: a scoring backend; its pid in backend_pid.
-start_backend() {
-	SCORING_SIGNING_KEYS="${3:-}" bin/scoring -addr "127.0.0.1:$1" -admin-addr "127.0.0.1:$2" >>"$work/scoring.log" 2>&1 &
-	backend_pid=$!
-	pids+=($!)
-	wait_http "http://127.0.0.1:$1/healthz"
-}
 submit='{"audio_base64":"UklGRiQAAABXQVZF","language":"en-US"}'
 score_id_of() { python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'; }
 
@@ -66,16 +52,21 @@ score_id_of() { python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])';
 # backend, so that both serve bench_user's scores and refuse nothing.
 bench_user=bench-user
 be_port=$(free_port)
-start_backend "$be_port" "$(free_port)"
+be_admin=$(free_port)
+start_backend "$be_port" "$be_admin"
 be_pid=$backend_pid
 direct_score=$(curl -sf -X POST -H 'Content-Type: application/json' -H "X-Auth-User-Id: $bench_user" -d "$submit" \
 	"http://127.0.0.1:$be_port/v1/scores" | score_id_of)
 
-signing_secret="$work/signing.key"
-head -c 48 /dev/urandom | base64 >"$signing_secret"
 gw_be_port=$(free_port)
-start_backend "$gw_be_port" "$(free_port)" "bench-1:$signing_secret"
+gw_be_admin=$(free_port)
+start_backend "$gw_be_port" "$gw_be_admin" "bench-1:$signing_secret"
 gw_be_pid=$backend_pid
+if [ -n "${BENCH_BACKEND_LATENCY_MS:-}" ]; then
+	for admin in "$be_admin" "$gw_be_admin"; do
+		curl -sf -o /dev/null -X PUT -d "{\"latency_ms\": $BENCH_BACKEND_LATENCY_MS}" "http://127.0.0.1:$admin/faults"
+	done
+fi
 redis_pid=
 
 if [ "${BENCH_REDIS:-0}" = 1 ]; then
@@ -112,31 +103,8 @@ stock_pid=$!
 pids+=($!)
 wait_http "https://localhost:$st_https/v1/scores/$direct_score" -k -H "X-Auth-User-Id: $bench_user"
 
-export GATEWAY_JWT_SECRET
-GATEWAY_JWT_SECRET="$(head -c 32 /dev/urandom | base64)"
-# start_gateway name caddyfile: a gateway in front of the signing backend;
-# sets https_port[name] and gateway_pid[name].
-declare -A https_port gateway_pid
-start_gateway() {
-	local port
-	port=$(free_port)
-	https_port[$1]=$port
-	# shellcheck disable=SC2086 # BENCH_GATEWAY_ENV is a list of K=V words
-	env XDG_DATA_HOME="$work/$1-data" XDG_CONFIG_HOME="$work/$1-config" \
-		GATEWAY_SIGNING_KEY_ID=bench-1 GATEWAY_SIGNING_SECRET_FILE="$signing_secret" \
-		GATEWAY_RATE_BURST=1000000/s GATEWAY_RATE_SUSTAINED=100000000/m \
-		GATEWAY_RATE_SCORE_BURST=1000000/s GATEWAY_RATE_SCORE_SUSTAINED=100000000/m \
-		GATEWAY_RATE_IP_CEILING=1000000/s GATEWAY_RATE_IP_AUTH_FAILURES=100000000/m \
-		${BENCH_GATEWAY_ENV:-} \
-		SCORING_UPSTREAMS="127.0.0.1:$gw_be_port" GATEWAY_HTTPS_PORT="$port" GATEWAY_PUBLIC_HTTPS_PORT="$port" \
-		GATEWAY_HTTP_PORT="$(free_port)" GATEWAY_METRICS_ADDR="127.0.0.1:$(free_port)" \
-		GATEWAY_ADMIN_ADDR="127.0.0.1:$(free_port)" \
-		bin/gateway run --config "$2" --adapter caddyfile >"$work/$1.log" 2>&1 &
-	gateway_pid[$1]=$!
-	pids+=($!)
-	wait_http "https://localhost:$port/healthz" -k
-}
-start_gateway gateway "${BENCH_CADDYFILE:-Caddyfile}"
+# shellcheck disable=SC2086 # BENCH_GATEWAY_ENV is a list of K=V words
+start_gateway gateway "${BENCH_CADDYFILE:-Caddyfile}" "127.0.0.1:$gw_be_port" ${BENCH_GATEWAY_ENV:-}
 gw_https=${https_port[gateway]}
 token=$(bin/gateway issue-token --sub "$bench_user" --tier free --ttl 2h)
 gateway_score=$(curl -sfk -X POST -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
@@ -158,7 +126,8 @@ declare -A serving=(
 )
 targets=(direct stock gateway)
 if [ -n "${BENCH_VARIANT:-}" ]; then
-	start_gateway variant "$BENCH_VARIANT"
+	# shellcheck disable=SC2086
+	start_gateway variant "$BENCH_VARIANT" "127.0.0.1:$gw_be_port" ${BENCH_GATEWAY_ENV:-}
 	score[variant]=$gateway_score
 	auth[variant]=$token
 	identity[variant]=""
@@ -169,7 +138,7 @@ fi
 
 # Warm each target (TLS sessions, connection pools) before measuring.
 for t in "${targets[@]}"; do
-	BENCH_SCORE_ID="${score[$t]}" BENCH_TOKEN="${auth[$t]}" BENCH_USER="${identity[$t]}" wrk -t2 -c"$conns" -d2s -s bench/mix.lua "${url[$t]}" >/dev/null
+	BENCH_SCORE_ID="${score[$t]}" BENCH_TOKEN="${auth[$t]}" BENCH_USER="${identity[$t]}" wrk -t2 -c"$conns" --timeout "${BENCH_WRK_TIMEOUT:-2s}" -d2s -s bench/mix.lua "${url[$t]}" >/dev/null
 done
 
 # Rounds interleave the targets so that background noise hits all alike,
@@ -187,7 +156,7 @@ for r in $(seq 1 "$rounds"); do
 		proxy_before=$(cpu_ticks "$proxy")
 		line=$(BENCH_SCORE_ID="${score[$t]}" BENCH_TOKEN="${auth[$t]}" BENCH_USER="${identity[$t]}" \
 			/usr/bin/time -f '%U %S' -o "$work/wrk.time" \
-			wrk -t2 -c"$conns" -d"$duration" -s bench/mix.lua "${url[$t]}" | grep '^RESULT')
+			wrk -t2 -c"$conns" --timeout "${BENCH_WRK_TIMEOUT:-2s}" -d"$duration" -s bench/mix.lua "${url[$t]}" | grep '^RESULT')
 		# shellcheck disable=SC2086
 		after=$(cpu_ticks ${serving[$t]})
 		proxy_after=$(cpu_ticks "$proxy")

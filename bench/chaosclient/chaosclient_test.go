@@ -81,6 +81,16 @@ func TestSummarize(t *testing.T) {
 	}
 }
 
+func TestInFlightAt(t *testing.T) {
+	recs := []record{rec(0, 100, 200, outcomeOK, ""), rec(10, 20, 200, outcomeOK, ""), rec(40, 200, 0, outcomeError, ""), rec(60, 5, 200, outcomeOK, "")}
+	if got := summarizeAt(recs, time.Time{}, time.Time{}, time.Time{}, t0.Add(50*time.Millisecond)).values["in_flight_at"]; got != 2 {
+		t.Fatalf("in_flight_at = %v, want 2 (the first and the third request)", got)
+	}
+	if _, ok := summarize(recs, time.Time{}, time.Time{}, time.Time{}).values["in_flight_at"]; ok {
+		t.Fatal("in_flight_at reported without -at")
+	}
+}
+
 func TestCheck(t *testing.T) {
 	s := summarize([]record{rec(0, 10, 200, outcomeOK, ""), rec(5, 0, 0, outcomeError, "")}, time.Time{}, time.Time{}, t0)
 	tests := []struct {
@@ -108,6 +118,13 @@ func TestCheck(t *testing.T) {
 		if _, err := s.check(bad); err == nil {
 			t.Errorf("check(%q) accepted", bad)
 		}
+	}
+}
+
+func TestOnly(t *testing.T) {
+	s := summarize([]record{rec(0, 10, 200, outcomeOK, ""), rec(5, 3, 503, outcomeOK, "")}, time.Time{}, time.Time{}, time.Time{})
+	if got, want := s.only([]string{"sent", "ok_pct", "p99_ms", "recover_s"}), "sent=2 ok_pct=50 p99_ms=10 recover_s=none"; got != want {
+		t.Fatalf("only = %q, want %q", got, want)
 	}
 }
 

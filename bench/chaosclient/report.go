@@ -85,7 +85,13 @@ type summary struct {
 // of the first 2xx answer to a request started at or after it, over the
 // whole log.
 func summarize(recs []record, from, to, recoveryFrom time.Time) summary {
-	s := summary{values: map[string]float64{}, codes: map[int]int{}, problems: map[string]int{}}
+	return summarizeAt(recs, from, to, recoveryFrom, time.Time{})
+}
+
+// summarizeAt is summarize that, with at set, also counts in_flight_at: the
+// requests of the slice sent before it and not answered by then.
+func summarizeAt(recs []record, from, to, recoveryFrom, at time.Time) summary {
+	s := summary{values: map[string]float64{"errors": 0, "timeouts": 0}, codes: map[int]int{}, problems: map[string]int{}}
 	var durations []time.Duration
 	var answers, nonOK, problems int
 	for _, r := range recs {
@@ -93,6 +99,9 @@ func summarize(recs []record, from, to, recoveryFrom time.Time) summary {
 			continue
 		}
 		durations = append(durations, r.duration)
+		if !at.IsZero() && r.start.Before(at) && r.start.Add(r.duration).After(at) {
+			s.values["in_flight_at"]++
+		}
 		switch r.outcome {
 		case outcomeOK:
 			answers++
@@ -120,6 +129,9 @@ func summarize(recs []record, from, to, recoveryFrom time.Time) summary {
 		s.values[fmt.Sprintf("code_%d", code)] = float64(n)
 	}
 	s.values["lost"] = s.values["errors"] + s.values["timeouts"]
+	if !at.IsZero() {
+		s.values["in_flight_at"] += 0
+	}
 	if sent > 0 {
 		s.values["ok_pct"] = 100 * s.values["2xx"] / float64(sent)
 	}
@@ -181,6 +193,9 @@ func (s summary) String() string {
 			parts = append(parts, fmt.Sprintf("%s:%d", t, s.problems[t]))
 		}
 		b.WriteString(" problems=" + strings.Join(parts, ","))
+	}
+	if n, ok := v["in_flight_at"]; ok {
+		fmt.Fprintf(&b, " in_flight_at=%d", int(n))
 	}
 	if r, ok := v["recover_s"]; ok {
 		fmt.Fprintf(&b, " recover_s=%.2f", r)
@@ -253,29 +268,33 @@ var errUnmet = errors.New("conditions unmet")
 
 func runReport(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
-	logPath := fs.String("log", "", "request log written by load (required)")
+	logPaths := fs.String("log", "", "request logs written by load, comma-separated (required)")
 	from := fs.Float64("from", 0, "count requests started at or after this Unix time (seconds)")
 	to := fs.Float64("to", 0, "count requests started before this Unix time (seconds)")
 	recovery := fs.Float64("recovery-from", 0, "report recover_s, the time from this Unix time to the first 2xx after it")
+	at := fs.Float64("at", 0, "report in_flight_at, the requests sent before this Unix time and answered after it")
 	want := fs.String("want", "", `conditions, e.g. "lost==0,ok_pct>=99"; unmet ones are printed and make the exit status 1`)
+	fields := fs.String("fields", "", "print only these figures, comma-separated (default: the whole line)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	f, err := os.Open(*logPath)
-	if err != nil {
-		return fmt.Errorf("opening the request log: %w", err)
+	var recs []record
+	for path := range strings.SplitSeq(*logPaths, ",") {
+		r, err := readLog(path)
+		if err != nil {
+			return err
+		}
+		recs = append(recs, r...)
 	}
-	defer f.Close()
-	recs, err := readRecords(f)
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", *logPath, err)
-	}
-	s := summarize(recs, unixTime(*from), unixTime(*to), unixTime(*recovery))
+	s := summarizeAt(recs, unixTime(*from), unixTime(*to), unixTime(*recovery), unixTime(*at))
 	unmet, err := s.check(*want)
 	if err != nil {
 		return err
 	}
 	line := s.String()
+	if *fields != "" {
+		line = s.only(strings.Split(*fields, ","))
+	}
 	if len(unmet) > 0 {
 		line += " UNMET: " + strings.Join(unmet, "; ")
 	}
@@ -284,6 +303,37 @@ func runReport(args []string, out io.Writer) error {
 		return errUnmet
 	}
 	return nil
+}
+
+func readLog(path string) ([]record, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("opening the request log: %w", err)
+	}
+	defer f.Close()
+	recs, err := readRecords(f)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	return recs, nil
+}
+
+// only is the line with just the named figures, "name=none" for one that
+// does not exist.
+func (s summary) only(names []string) string {
+	parts := make([]string, 0, len(names))
+	for _, name := range names {
+		v, ok := s.values[name]
+		switch {
+		case !ok:
+			parts = append(parts, name+"=none")
+		case v == math.Trunc(v):
+			parts = append(parts, fmt.Sprintf("%s=%d", name, int64(v)))
+		default:
+			parts = append(parts, fmt.Sprintf("%s=%.2f", name, v))
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 // unixTime converts seconds since the epoch; 0 is the zero time (unset).
