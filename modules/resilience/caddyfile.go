@@ -18,6 +18,8 @@ import (
 func init() {
 	httpcaddyfile.RegisterHandlerDirective("resilience", parseCaddyfile)
 	httpcaddyfile.RegisterDirectiveOrder("resilience", httpcaddyfile.Before, "reverse_proxy")
+	httpcaddyfile.RegisterHandlerDirective("upstreams_ready", parseReadiness)
+	httpcaddyfile.RegisterDirectiveOrder("upstreams_ready", httpcaddyfile.Before, "respond")
 }
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -471,6 +473,15 @@ func (s *Selection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		s.FallbackRaw = caddyconfig.JSONModuleObject(mod, "policy", name, nil)
 	}
 	return nil
+}
+
+// parseReadiness reads `upstreams_ready`, which takes no arguments.
+func parseReadiness(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	h.Next()
+	if h.NextArg() || h.NextBlock(0) {
+		return nil, h.Errf("upstreams_ready takes no arguments, got %q", h.Val())
+	}
+	return new(Readiness), nil
 }
 
 // Interface guards

@@ -50,7 +50,8 @@ func (Selection) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision loads the fallback policy and registers the metrics.
+// Provision loads the fallback policy, registers the metrics, and makes
+// its proxy's upstreams known to upstreams_ready.
 func (s *Selection) Provision(ctx caddy.Context) error {
 	if err := telemetry.Register(ctx.GetMetricsRegistry(), collectors()...); err != nil {
 		return fmt.Errorf("lb_policy resilient: registering metrics: %w", err)
@@ -67,6 +68,7 @@ func (s *Selection) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("lb_policy resilient: fallback %T is not a selection policy", mod)
 	}
 	s.fallback = sel
+	resilientProxies.register(ctx)
 	return nil
 }
 
