@@ -95,6 +95,50 @@ func checkTraceReachesBackend(t *testing.T, rcv *OTLPReceiver, gw *Gateway) {
 	}
 }
 
+// TestTraceIDsWithoutExporter: with no exporter configured (the default, where
+// trace_context does no span work), a request still continues the client's
+// trace, or starts one: its IDs are in the access log, and the backend gets a
+// traceparent in that trace whose parent is the span the log names.
+func TestTraceIDsWithoutExporter(t *testing.T) {
+	be := StartBackend(t, bins, nil)
+	gw := StartGateway(t, bins, []string{be.Addr}, nil)
+	const clientTrace = "0af7651916cd43dd8448eb211c80319c"
+	for _, tc := range []struct{ requestID, traceparent string }{
+		{"no-exporter-continued", "00-" + clientTrace + "-00f067aa0ba902b7-01"},
+		{"no-exporter-started", ""},
+	} {
+		h := gw.Bearer(t, "u1", "free")
+		h.Set("X-Request-ID", tc.requestID)
+		if tc.traceparent != "" {
+			h.Set("traceparent", tc.traceparent)
+		}
+		if resp := gw.Do(t, http.MethodGet, "/v1/users/u1/scores", nil, h); resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: status %d", tc.requestID, resp.StatusCode)
+		}
+		var seen []struct {
+			Headers map[string][]string `json:"headers"`
+		}
+		be.Admin(t, "/requests", &seen)
+		var sent []string
+		for _, r := range seen {
+			if id := r.Headers["X-Request-Id"]; len(id) == 1 && id[0] == tc.requestID {
+				sent = r.Headers["Traceparent"]
+			}
+		}
+		parts := strings.Split(strings.Join(sent, ","), "-")
+		if len(sent) != 1 || len(parts) != 4 || len(parts[1]) != 32 || len(parts[2]) != 16 {
+			t.Fatalf("%s: the backend received traceparent %v", tc.requestID, sent)
+		}
+		if tc.traceparent != "" && parts[1] != clientTrace {
+			t.Errorf("%s: the backend received trace %s, want the client's %s", tc.requestID, parts[1], clientTrace)
+		}
+		entry := accessLogEntry(t, gw, tc.requestID)
+		if entry["traceID"] != parts[1] || entry["spanID"] != parts[2] {
+			t.Errorf("%s: access log trace %v span %v, the backend received %s", tc.requestID, entry["traceID"], entry["spanID"], sent[0])
+		}
+	}
+}
+
 // accessLogEntry returns the gateway's access log line for requestID.
 func accessLogEntry(t *testing.T, gw *Gateway, requestID string) map[string]any {
 	t.Helper()

@@ -35,7 +35,8 @@ func nameTheService() {
 // exporter is named — otherwise Caddy's tracing handler would send to
 // localhost:4318 and log every failed batch — and then records none either,
 // unless a sampler is named: trace IDs still reach logs and upstreams, but no
-// request pays for spans nobody receives.
+// request pays for spans nobody receives (trace_context skips Caddy's tracing
+// handler altogether when the exporter is "none").
 func tracesOffUnlessConfigured() {
 	for _, k := range []string{"OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"} {
 		if os.Getenv(k) != "" {

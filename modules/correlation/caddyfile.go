@@ -10,6 +10,16 @@ func init() {
 	httpcaddyfile.RegisterHandlerDirective("request_id", parseCaddyfile)
 	// First, so that every later handler, log line and error sees the ID.
 	httpcaddyfile.RegisterDirectiveOrder("request_id", httpcaddyfile.Before, "tracing")
+	// Where Caddy's `tracing` goes, whose options it takes (span,
+	// span_attributes).
+	httpcaddyfile.RegisterHandlerDirective("trace_context", parseTraceContext)
+	httpcaddyfile.RegisterDirectiveOrder("trace_context", httpcaddyfile.After, "tracing")
+}
+
+func parseTraceContext(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var m TraceContext
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return &m, err
 }
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {

@@ -2,6 +2,7 @@
 // incoming ID is kept, anything else is replaced by a fresh UUID. The ID is
 // forwarded upstream, echoed to the client, and put in access logs and
 // problem documents so that one request can be followed across systems.
+// trace_context does the same for the W3C trace context (tracecontext.go).
 package correlation
 
 import (
