@@ -59,11 +59,16 @@ func TestOnCallScenario(t *testing.T) {
 	// Active health checks are slowed to one at start-up, so that the dead
 	// backend reaches the circuit breaker (the page on-call gets) instead
 	// of taking the upstream out of rotation first. A small burst limit
-	// makes a few 429s cheap.
+	// makes a few 429s cheap. A store timeout ten times the shipped one
+	// keeps a busy machine's slow Redis round trips from failing open before
+	// Redis is killed (the sped-up fail-open ticket needs only seconds of
+	// them); longer, a dead Redis's retries slow the decisions so much that
+	// the store ticket comes before the fail-open one that inhibits it.
 	gw := StartGateway(t, bins, []string{be.Addr}, map[string]string{
-		"GATEWAY_HEALTH_INTERVAL": "1h",
-		"REDIS_URL":               redis.URL(),
-		"GATEWAY_RATE_BURST":      "5/s",
+		"GATEWAY_HEALTH_INTERVAL":    "1h",
+		"REDIS_URL":                  redis.URL(),
+		"GATEWAY_RATE_BURST":         "5/s",
+		"GATEWAY_RATE_STORE_TIMEOUT": "500ms",
 	})
 	hook := newAlertWebhook(t)
 	amAddr := startAlertmanager(t, amBin, hook.URL)

@@ -1,16 +1,19 @@
 package e2e
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -437,22 +440,36 @@ func TestResilienceOneOfTwoUpstreamsFailing(t *testing.T) {
 // or get 503 with Retry-After; nothing hangs.
 func TestResilienceConcurrentUploadsBulkheaded(t *testing.T) {
 	be := StartBackend(t, bins, nil)
-	gw := StartGateway(t, bins, []string{be.Addr}, resilienceEnv(nil))
+	// Connections are opened before the burst and wait for their request
+	// longer than the shipped 5 s allow.
+	gw := StartGateway(t, bins, []string{be.Addr}, resilienceEnv(map[string]string{"GATEWAY_READ_HEADER_TIMEOUT": "2m"}))
 	auth := gw.Bearer(t, "uploader", "free")
 	be.SetFaults(t, map[string]any{"latency_ms": 2000})
 	resetBackend(t, be)
 
+	const uploads = 300
 	// One connection per upload (HTTP/1.1), so that all 300 are at the
-	// gateway at once instead of queueing in one HTTP/2 connection.
+	// gateway at once instead of queueing in one HTTP/2 connection. Their
+	// TLS handshakes are done first, a few at a time: 300 at once take
+	// longer than a client waits for a handshake on a busy machine, and
+	// the burst is about the bulkhead, not the handshakes.
 	tr := gw.Client.Transport.(*http.Transport).Clone()
 	tr.ForceAttemptHTTP2 = false
 	tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
-	tr.MaxIdleConnsPerHost = 300
+	tr.MaxIdleConnsPerHost = uploads
+	conns := openTLSConns(t, tr.TLSClientConfig, strings.TrimPrefix(gw.BaseURL, "https://"), uploads)
+	tr.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		select {
+		case c := <-conns:
+			return c, nil
+		default:
+			return (&tls.Dialer{Config: tr.TLSClientConfig}).DialContext(ctx, network, addr)
+		}
+	}
 	t.Cleanup(tr.CloseIdleConnections)
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 
-	const uploads = 300
 	results := make([]callResult, uploads)
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -596,4 +613,46 @@ func TestResilienceDegradedModeFromTheAdminAPI(t *testing.T) {
 	if r := call(gw.Client, http.MethodPost, gw.BaseURL+"/v1/scores", scoreBody, auth); r.status != http.StatusCreated {
 		t.Fatalf("scoring after degraded mode: %d %s", r.status, r.body)
 	}
+}
+
+// openTLSConns dials n TLS connections to addr, eight handshakes at a time,
+// and hands them out through the returned channel; the test closes those
+// left.
+func openTLSConns(t *testing.T, cfg *tls.Config, addr string, n int) chan net.Conn {
+	t.Helper()
+	conns := make(chan net.Conn, n)
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range n {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			d := &tls.Dialer{Config: cfg.Clone()}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			c, err := d.DialContext(ctx, "tcp", addr)
+			if err != nil {
+				failed.Add(1)
+				t.Errorf("opening a connection to %s: %v", addr, err)
+				return
+			}
+			conns <- c
+		})
+	}
+	wg.Wait()
+	if failed.Load() > 0 {
+		t.FailNow()
+	}
+	t.Cleanup(func() {
+		for {
+			select {
+			case c := <-conns:
+				_ = c.Close()
+			default:
+				return
+			}
+		}
+	})
+	return conns
 }
