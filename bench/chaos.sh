@@ -373,32 +373,35 @@ redis_faults() {
 # connections queue for seconds, which is latency (p99), not a lost request.
 thousand() {
 	begin
-	local out
-	if ! out=$(BENCH_BACKEND_LATENCY_MS=20 BENCH_WRK_TIMEOUT=10s bench/run.sh 8s 1000 1 2>&1); then
-		echo FAIL >"$work/verdict"
-		end "7 1000 connections, 20ms upstream" "bench/run.sh failed: $(tail -3 <<<"$out" | tr '\n' ' ')"
-		return
-	fi
+	local out status=0
+	out=$(BENCH_BACKEND_LATENCY_MS=20 BENCH_WRK_TIMEOUT=10s bench/run.sh 8s 1000 1 2>&1) || status=$?
 	echo "$out" >"$work/thousand.out"
 	local figures
-	figures=$(python3 - "$work/thousand.out" <<'PY'
+	if ! figures=$(python3 - "$work/thousand.out" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
 rows = {}
-for m in re.finditer(r"^(stock|gateway)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)$", text, re.M):
-    rows[m[1]] = dict(rps=float(m[2]), p50=float(m[3]), p99=float(m[4]), non2xx=int(m[5]), errors=int(m[6]), cpu=float(m[7]), proxy=float(m[8]))
+for m in re.finditer(r"^(stock|gateway)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)%\s+(\d+)\s+(\d+)\s+(\d+)$", text, re.M):
+    rows[m[1]] = dict(rps=float(m[2]), p50=float(m[3]), p99=float(m[4]), non2xx=float(m[5]), errors=int(m[6]), cpu=float(m[7]), proxy=float(m[8]))
 rss = dict(re.findall(r"^peak RSS (stock|gateway): (\d+) MiB$", text, re.M))
 g, s = rows["gateway"], rows["stock"]
-print(f"gateway: req/s={g['rps']:.0f} p50_ms={g['p50']:.0f} p99_ms={g['p99']:.0f} non2xx={g['non2xx']} errors={g['errors']} | "
-      f"stock: req/s={s['rps']:.0f} p99_ms={s['p99']:.0f} non2xx={s['non2xx']} errors={s['errors']} | "
+print(f"gateway: req/s={g['rps']:.0f} p50_ms={g['p50']:.0f} p99_ms={g['p99']:.0f} non2xx_pct={g['non2xx']:.2f} errors={g['errors']} | "
+      f"stock: req/s={s['rps']:.0f} p99_ms={s['p99']:.0f} non2xx_pct={s['non2xx']:.2f} errors={s['errors']} | "
       f"gateway/stock: req/s={g['rps']/s['rps']:.2f} p99={g['p99']/s['p99']:.2f} CPU/req={g['cpu']/s['cpu']:.2f} proxy CPU/req={g['proxy']/s['proxy']:.2f} | "
       f"peak RSS MiB gateway={rss['gateway']} stock={rss['stock']}")
-print(g["errors"] + g["non2xx"])
+print(g["errors"], g["non2xx"])
 PY
-)
-	local gateway_failures
-	gateway_failures=$(tail -1 <<<"$figures")
-	end "7 1000 connections, 20ms upstream" "$(head -1 <<<"$figures") | $(expect gateway_errors_and_non2xx "$gateway_failures" '== 0')"
+	); then
+		echo FAIL >"$work/verdict"
+		end "7 1000 connections, 20ms upstream" "bench/run.sh (exit $status): $(tail -3 <<<"$out" | tr '\n' ' ')"
+		return
+	fi
+	local errors non2xx
+	read -r errors non2xx <<<"$(tail -1 <<<"$figures")"
+	# bench/run.sh fails a run whose targets answered the mix unlike each other.
+	local run_sh=""
+	[ "$status" = 0 ] || run_sh=" | $(expect run_sh_exit "$status" '== 0'): $(tail -1 <<<"$out")"
+	end "7 1000 connections, 20ms upstream" "$(head -1 <<<"$figures") | $(expect gateway_errors "$errors" '== 0') $(expect gateway_non2xx_pct "$non2xx" '== 0')$run_sh"
 }
 
 echo "chaos matrix: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -240,7 +241,8 @@ func TestLoadCountsEveryRequest(t *testing.T) {
 }
 
 // TestScriptsParse keeps bench/chaos.sh and the scripts it sources from
-// rotting between runs of the whole matrix, which make test does not run.
+// rotting between runs of the whole matrix, which make test does not run:
+// each parses, and each with a #! line (make runs them) is executable.
 func TestScriptsParse(t *testing.T) {
 	scripts, _ := filepath.Glob("../*.sh")
 	if len(scripts) == 0 {
@@ -249,6 +251,17 @@ func TestScriptsParse(t *testing.T) {
 	for _, s := range scripts {
 		if out, err := exec.Command("bash", "-n", s).CombinedOutput(); err != nil {
 			t.Errorf("bash -n %s: %v\n%s", s, err, out)
+		}
+		b, err := os.ReadFile(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.HasPrefix(b, []byte("#!")) && fi.Mode().Perm()&0o111 == 0 {
+			t.Errorf("%s starts with #! but is not executable", s)
 		}
 	}
 }
