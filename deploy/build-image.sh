@@ -19,5 +19,7 @@ cp /etc/ssl/certs/ca-certificates.crt bin/image/
 # The docker format keeps HEALTHCHECK, which the OCI format has no field for.
 format=()
 [ "$builder" = podman ] && format=(--format docker)
-"$builder" build "${format[@]}" -f Containerfile \
+# IMAGE_BUILD_FLAGS: more flags for the builder, e.g. --layers=false.
+read -r -a extra <<<"${IMAGE_BUILD_FLAGS:-}"
+"$builder" build "${format[@]}" "${extra[@]}" -f Containerfile \
 	--build-arg VERSION="$version" --build-arg REVISION="$revision" -t "$name" .

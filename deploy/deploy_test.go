@@ -8,6 +8,7 @@ package deploy
 import (
 	"debug/elf"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -110,8 +111,11 @@ func TestComposeConfig(t *testing.T) {
 // the volume, and a size close to the binary's.
 func TestContainerImage(t *testing.T) {
 	podman := need(t, "podman")
-	const name = "localhost/lexiscore-gateway:test"
-	run(t, "..", nil, "deploy/build-image.sh", name)
+	// Its own tag and no shared layer cache: another test run building at
+	// the same time (a second clone, CI beside a developer) must not remove
+	// or reuse this one's layers.
+	name := fmt.Sprintf("localhost/lexiscore-gateway:test-%d", os.Getpid())
+	run(t, "..", []string{"IMAGE_BUILD_FLAGS=--layers=false"}, "deploy/build-image.sh", name)
 	t.Cleanup(func() { _ = exec.Command(podman, "rmi", "-f", name).Run() })
 
 	f, err := elf.Open(filepath.Join("..", "bin", "image", "gateway"))
