@@ -46,8 +46,10 @@ type conn struct {
 	net.Conn
 	t    tracker
 	mode mode
-	// pend holds bytes ready for net/http ahead of anything read next.
-	pend []byte
+	// pend[pendOff:] are bytes ready for net/http ahead of anything read
+	// next; pend is emptied once they are all delivered.
+	pend    []byte
+	pendOff int
 	// readErr is an error of the underlying Read held back until pend is
 	// delivered.
 	readErr error
@@ -84,8 +86,13 @@ func (c *conn) Read(p []byte) (int, error) {
 	}
 	for {
 		if len(c.pend) > 0 {
-			n := copy(p, c.pend)
-			c.pend = c.pend[n:]
+			n := copy(p, c.pend[c.pendOff:])
+			if c.pendOff += n; c.pendOff == len(c.pend) {
+				c.pend, c.pendOff = c.pend[:0], 0
+				if cap(c.pend) > 64<<10 {
+					c.pend = nil
+				}
+			}
 			return n, nil
 		}
 		if c.readErr != nil {
@@ -201,11 +208,11 @@ var (
 func (t *tracker) standIn() []byte {
 	t.endField()
 	method, target, proto := "GET", "/", "HTTP/1.0"
-	if methodPattern.MatchString(t.method) && t.method != "CONNECT" && t.method != "PRI" {
-		method = t.method
+	if m := string(t.method); methodPattern.MatchString(m) && m != "CONNECT" && m != "PRI" {
+		method = m
 	}
-	if len(t.target) <= 2048 && targetPattern.MatchString(t.target) && parses(t.target) {
-		target = t.target
+	if tg := string(t.target); len(tg) <= 2048 && targetPattern.MatchString(tg) && parses(tg) {
+		target = tg
 	}
 	var b bytes.Buffer
 	host := t.hostCount == 1 && t.host != "" && len(t.host) <= 255 && httpguts.ValidHostHeader(t.host)

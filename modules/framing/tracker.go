@@ -91,7 +91,7 @@ type tracker struct {
 	pendingCR bool
 
 	sawRequestLine bool
-	method, target string
+	method, target []byte
 	http10         bool
 	tunnel         bool
 
@@ -208,7 +208,7 @@ func (t *tracker) endLine() action {
 			return actNone
 		}
 		t.sawRequestLine = true
-		return t.requestLine(string(line))
+		return t.requestLine(line)
 	case len(line) == 0:
 		t.endField()
 		return t.judge()
@@ -227,7 +227,7 @@ func (t *tracker) endLine() action {
 		t.malformedLine = true
 		return actNone
 	}
-	t.field = fieldOf(string(name))
+	t.field = fieldOf(name)
 	switch t.field {
 	case fieldContentLength:
 		t.clCount++
@@ -243,25 +243,33 @@ func (t *tracker) endLine() action {
 	return actNone
 }
 
-func fieldOf(name string) field {
-	switch {
-	case strings.EqualFold(name, "Content-Length"):
-		return fieldContentLength
-	case strings.EqualFold(name, "Transfer-Encoding"):
-		return fieldTransferEncoding
-	case strings.EqualFold(name, "Host"):
-		return fieldHost
-	case strings.EqualFold(name, "X-Request-Id"):
-		return fieldRequestID
-	case strings.EqualFold(name, "Upgrade"):
-		return fieldUpgrade
+func fieldOf(name []byte) field {
+	for _, f := range fieldNames {
+		if bytes.EqualFold(name, f.name) {
+			return f.field
+		}
 	}
 	return fieldOther
+}
+
+var fieldNames = []struct {
+	name  []byte
+	field field
+}{
+	{[]byte("Content-Length"), fieldContentLength},
+	{[]byte("Transfer-Encoding"), fieldTransferEncoding},
+	{[]byte("Host"), fieldHost},
+	{[]byte("X-Request-Id"), fieldRequestID},
+	{[]byte("Upgrade"), fieldUpgrade},
 }
 
 // endField records the value of the field the last lines belonged to, folded
 // lines joined as net/http joins them.
 func (t *tracker) endField() {
+	if t.field == fieldOther || t.field == fieldUpgrade {
+		t.field = fieldOther
+		return
+	}
 	v := string(trimOWS(t.fieldValue))
 	switch t.field {
 	case fieldContentLength:
@@ -281,17 +289,18 @@ func (t *tracker) endField() {
 	t.field = fieldOther
 }
 
-// requestLine reads "METHOD target HTTP/x.y".
-func (t *tracker) requestLine(line string) action {
-	method, rest, _ := strings.Cut(line, " ")
-	target, proto, _ := strings.Cut(rest, " ")
-	if method == "PRI" && target == "*" && proto == "HTTP/2.0" {
+// requestLine reads "METHOD target HTTP/x.y". The method and target are
+// kept as slices of the head: appends to it leave these bytes as they are.
+func (t *tracker) requestLine(line []byte) action {
+	method, rest, _ := bytes.Cut(line, []byte{' '})
+	target, proto, _ := bytes.Cut(rest, []byte{' '})
+	if string(method) == "PRI" && string(target) == "*" && string(proto) == "HTTP/2.0" {
 		return actOpaque
 	}
 	t.method, t.target = method, target
 	// net/http reads HTTP/1.0 from exactly this spelling.
-	t.http10 = proto == "HTTP/1.0"
-	t.tunnel = method == "CONNECT"
+	t.http10 = string(proto) == "HTTP/1.0"
+	t.tunnel = string(method) == "CONNECT"
 	return actNone
 }
 
