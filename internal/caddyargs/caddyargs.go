@@ -5,10 +5,12 @@
 package caddyargs
 
 import (
+	"encoding/json"
 	"math"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/dustin/go-humanize"
 )
@@ -116,4 +118,19 @@ func Size(d *caddyfile.Dispenser, into *int64) error {
 	}
 	*into = int64(n)
 	return nil
+}
+
+// Module reads the module an option wraps, "<name> [<args...>] [{ ... }]" from
+// namespace, and returns it with its JSON for a field whose module name is
+// the inline key inlineKey (e.g. "format"); the caller checks its type.
+func Module(d *caddyfile.Dispenser, namespace, inlineKey string) (caddyfile.Unmarshaler, json.RawMessage, error) {
+	if !d.NextArg() {
+		return nil, nil, d.ArgErr()
+	}
+	name := d.Val()
+	mod, err := caddyfile.UnmarshalModule(d, namespace+"."+name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return mod, caddyconfig.JSONModuleObject(mod, inlineKey, name, nil), nil
 }

@@ -2,7 +2,8 @@
 // in memory and hands them to another writer (stdout, stderr, a file, ...) in
 // batches, so that a busy gateway makes one write(2) per batch instead of one
 // per access-log and audit line. Envoy's file access logs and Traefik's
-// bufferingSize do the same.
+// bufferingSize do the same. It also provides the log format `deferred`
+// (deferred.go), which spares logs the encoding of lines they never write.
 package logbuffer
 
 import (

@@ -462,15 +462,11 @@ func (s *Selection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		if d.Val() != "fallback" {
 			return d.Errf("lb_policy resilient: unknown subdirective %q", d.Val())
 		}
-		if !d.NextArg() {
-			return d.ArgErr()
-		}
-		name := d.Val()
-		mod, err := caddyfile.UnmarshalModule(d, "http.reverse_proxy.selection_policies."+name)
+		_, raw, err := caddyargs.Module(d, "http.reverse_proxy.selection_policies", "policy")
 		if err != nil {
 			return err
 		}
-		s.FallbackRaw = caddyconfig.JSONModuleObject(mod, "policy", name, nil)
+		s.FallbackRaw = raw
 	}
 	return nil
 }
