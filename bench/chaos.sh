@@ -33,7 +33,8 @@ now() { date +%s.%N; }
 since() { python3 -c "print(f'{$(now) - $1:.2f}')"; }
 
 # timer seconds command...: runs the command after the delay unless its
-# pid (timer_pid) is killed first; the sleep goes with it.
+# pid (timer_pid) is killed first; the sleep goes with it. Stopped at exit
+# like every other process, so that an interrupted run does not wait for it.
 timer() {
 	local delay=$1
 	shift
@@ -45,6 +46,7 @@ timer() {
 		"$@"
 	) &
 	timer_pid=$!
+	pids+=("$timer_pid")
 }
 # A scenario past its limit fails the whole run: the watchdog signals this
 # shell, whose exit stops everything (common.sh's trap).
@@ -63,7 +65,6 @@ run_scenario() { # limit_s name function
 	wait "$dog" 2>/dev/null || true
 }
 timer "${CHAOS_TIMEOUT:-600}" kill -USR1 $$
-pids+=("$timer_pid")
 
 # result name figures verdict: the scenario's one line.
 result() {
