@@ -3,8 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"fmt"
 	"net/http"
 	"os"
@@ -16,16 +14,6 @@ import (
 
 	"github.com/lexiscore/gateway/internal/testkit"
 )
-
-// newSecret is what deploy/run-local.sh does: 32 random bytes in base64.
-func newSecret(t *testing.T) string {
-	t.Helper()
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return base64.StdEncoding.EncodeToString(b)
-}
 
 // gatewayCLI runs a subcommand of the gateway binary and returns its stdout.
 func gatewayCLI(t *testing.T, env map[string]string, args ...string) (string, error) {
@@ -79,7 +67,7 @@ func receivedHeaders(t *testing.T, be *Backend) http.Header {
 }
 
 func TestAuthenticationEndToEnd(t *testing.T) {
-	secret := newSecret(t)
+	secret := randomSecret()
 	secretEnv := map[string]string{"GATEWAY_JWT_SECRET": secret}
 	apiKey, keysFile := newAPIKey(t, "--user", "robot", "--tier", "pro", "--tenant", "globex", "--expires", "720h")
 
@@ -217,7 +205,7 @@ func TestGatewayRefusesWeakJWTSecret(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			// Everything else the Caddyfile requires is valid, so that only
 			// the JWT secret can be what stops it.
-			env := map[string]string{"XDG_DATA_HOME": t.TempDir(), "XDG_CONFIG_HOME": t.TempDir(), "GATEWAY_SIGNING_SECRET": newSecret(t)}
+			env := map[string]string{"XDG_DATA_HOME": t.TempDir(), "XDG_CONFIG_HOME": t.TempDir(), "GATEWAY_SIGNING_SECRET": randomSecret()}
 			if value != "" {
 				env["GATEWAY_JWT_SECRET"] = value
 			}

@@ -21,7 +21,7 @@ import (
 func TestRateLimitIsGlobalAcrossGateways(t *testing.T) {
 	rd := redistest.Start(t)
 	be := StartBackend(t, bins, nil)
-	secret := newSecret(t)
+	secret := randomSecret()
 	env := map[string]string{
 		"GATEWAY_JWT_SECRET":     secret,
 		"REDIS_URL":              rd.URL(),

@@ -32,7 +32,7 @@ type scaleOut struct {
 func startScaleOut(t *testing.T, shared map[string]string, envs ...map[string]string) *scaleOut {
 	t.Helper()
 	be := StartBackend(t, bins, nil)
-	so := &scaleOut{secret: newSecret(t)}
+	so := &scaleOut{secret: randomSecret()}
 	for _, own := range envs {
 		env := map[string]string{
 			"GATEWAY_JWT_SECRET":     so.secret,

@@ -9,12 +9,14 @@ import (
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+
+	"github.com/lexiscore/gateway/internal/cli"
 )
 
 // A container image from scratch has no shell and no curl: its health check
 // is this command, run inside the container.
 func init() {
-	caddycmd.RegisterCommand(caddycmd.Command{
+	cli.Register(caddycmd.Command{
 		Name:  "healthcheck",
 		Usage: "[--url <url>] [--timeout <duration>]",
 		Short: "Exits 0 when the running gateway's /healthz answers 200",

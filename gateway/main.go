@@ -7,13 +7,32 @@ import (
 	"os"
 	"strings"
 
+	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/lexiscore/gateway"
+	"github.com/lexiscore/gateway/internal/buildinfo"
+	"github.com/lexiscore/gateway/internal/cli"
 )
 
+// longDescription is `gateway --help`'s text, in place of Caddy's.
+const longDescription = `LexiScore Gateway: Caddy v2 with its standard modules and the gateway's own.
+
+Run it with the repository's Caddyfile (every setting an environment
+variable, README.md):
+
+	gateway run --config Caddyfile
+
+Commands of the gateway's own: issue-token, new-api-key, hash-api-key,
+healthcheck. The others are Caddy's (https://caddyserver.com/docs/command-line).`
+
 func main() {
+	// `gateway version` (Caddy's command) prints this, then Caddy's version.
+	caddy.CustomVersion = buildinfo.Read().String() + "; Caddy"
+	// Usage lines say `gateway issue-token`, not `caddy issue-token`.
+	caddy.CustomBinaryName = cli.BinaryName
+	caddy.CustomLongDescription = longDescription
 	nameTheService()
 	tracesOffUnlessConfigured()
 	gcForAProxy()

@@ -16,15 +16,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
+
+	"github.com/lexiscore/gateway/internal/buildinfo"
 )
 
-// Register adds collectors to reg. The same collector already registered
-// there (the same config loaded twice) is not an error: package-level
-// collectors keep their values across reloads, each load re-registering them.
-// Another collector of the same name is: two modules claiming one metric
-// name would otherwise leave one of them silently unexported.
+// Register adds collectors to reg, and gateway_build_info, so that every
+// config load exposing gateway metrics says which build runs. The same
+// collector already registered there (the same config loaded twice, or two
+// modules) is not an error: package-level collectors keep their values
+// across reloads, each load re-registering them. Another collector of the
+// same name is: two modules claiming one metric name would otherwise leave
+// one of them silently unexported.
 func Register(reg prometheus.Registerer, collectors ...prometheus.Collector) error {
-	for _, c := range collectors {
+	for _, c := range append([]prometheus.Collector{buildinfo.Gauge}, collectors...) {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) && sameCollector(are.ExistingCollector, c) {

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lexiscore/gateway/internal/testkit"
 )
 
 func TestRegister(t *testing.T) {
@@ -16,6 +18,9 @@ func TestRegister(t *testing.T) {
 	}
 	if err := Register(reg, mine); err != nil {
 		t.Errorf("the same collector again (a config reload): %v", err)
+	}
+	if v, ok := testkit.Gathered(t, reg, "gateway_build_info", nil); !ok || v != 1 {
+		t.Errorf("gateway_build_info = %v (found %v) beside a module's collectors, want 1", v, ok)
 	}
 	clash := prometheus.NewCounter(opts)
 	err := Register(reg, clash)

@@ -15,11 +15,12 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/spf13/cobra"
 
+	"github.com/lexiscore/gateway/internal/cli"
 	"github.com/lexiscore/gateway/internal/secret"
 )
 
 func init() {
-	caddycmd.RegisterCommand(caddycmd.Command{
+	cli.Register(caddycmd.Command{
 		Name:  "issue-token",
 		Usage: "--sub <user> [--tier <tier>] [--tenant <tenant>] [--scope <scopes>] [--ttl <duration>] [--secret-env <VAR>] [--iss <issuer>] [--aud <audience>] [--kid <kid>]",
 		Short: "Prints an HS256 JWT signed with the secret in an environment variable",
@@ -41,7 +42,7 @@ production tokens come from the identity provider.`,
 			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdIssueToken)
 		},
 	})
-	caddycmd.RegisterCommand(caddycmd.Command{
+	cli.Register(caddycmd.Command{
 		Name:  "new-api-key",
 		Usage: "--user <user> [--tier <tier>] [--tenant <tenant>] [--scopes <scopes>] [--expires <RFC 3339 time or duration>]",
 		Short: "Mints an API key and prints it with its line for the keys file",
@@ -58,7 +59,7 @@ file. --expires takes an RFC 3339 time or a duration from now (e.g. 720h).`,
 			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdNewAPIKey)
 		},
 	})
-	caddycmd.RegisterCommand(caddycmd.Command{
+	cli.Register(caddycmd.Command{
 		Name:  "hash-api-key",
 		Usage: "< key",
 		Short: "Prints the hash of an API key read from standard input",
