@@ -42,7 +42,7 @@ func BenchmarkConn(b *testing.B) {
 			b.Run(label, func(b *testing.B) {
 				var c net.Conn = &loopConn{msg: msg}
 				if wrapped {
-					c = wrapConn(c, func(string) { b.Fatal("refused") })
+					c = wrapConn(c, 0, func(string) { b.Fatal("refused") })
 				}
 				br := bufio.NewReader(c)
 				b.SetBytes(int64(len(msg)))

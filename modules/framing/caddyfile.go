@@ -1,9 +1,12 @@
 package framing
 
 import (
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/lexiscore/gateway/internal/caddyargs"
 )
 
 func init() {
@@ -23,24 +26,39 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //
 //	framing
 func (m *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return noArguments(d)
-}
-
-// UnmarshalCaddyfile sets up the listener wrapper from Caddyfile tokens, in
-// the servers option's listener_wrappers block. Syntax:
-//
-//	framing
-func (lw *ListenerWrapper) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return noArguments(d)
-}
-
-func noArguments(d *caddyfile.Dispenser) error {
 	d.Next()
 	if d.NextArg() {
 		return d.ArgErr()
 	}
 	if d.NextBlock(0) {
 		return d.Errf("framing: unknown subdirective %q", d.Val())
+	}
+	return nil
+}
+
+// UnmarshalCaddyfile sets up the listener wrapper from Caddyfile tokens, in
+// the servers option's listener_wrappers block. Syntax:
+//
+//	framing {
+//		head_timeout <duration>
+//	}
+func (lw *ListenerWrapper) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		if d.Val() != "head_timeout" {
+			return d.Errf("framing: unknown subdirective %q", d.Val())
+		}
+		var v caddy.Duration
+		if err := caddyargs.Duration(d, &v); err != nil {
+			return err
+		}
+		if v < 0 {
+			return d.Errf("head_timeout %q: want zero or a positive duration", d.Val())
+		}
+		lw.HeadTimeout = &v
 	}
 	return nil
 }

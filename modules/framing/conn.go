@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -57,6 +59,18 @@ type conn struct {
 	// switched: its answer accepted it, so the bytes are no longer HTTP/1.x.
 	tunnel, switched atomic.Bool
 	refused          func(reason string)
+
+	// headTimeout bounds how long a request head may take from its first
+	// byte. net/http starts its header timeout when it sees that byte, which
+	// it does not while the head is held: on a keep-alive connection it
+	// would wait for the whole head under its idle timeout instead.
+	headTimeout time.Duration
+	// deadlineMu guards the read deadlines: net/http sets them from other
+	// goroutines while a read waits.
+	deadlineMu sync.Mutex
+	// readDeadline is the one net/http set; headDeadline the head's, zero
+	// while no head is under way.
+	readDeadline, headDeadline time.Time
 }
 
 // tlsConn is a conn over TLS: Caddy and net/http read the TLS state through
@@ -69,8 +83,8 @@ type tlsConn struct {
 // ConnectionState returns the state of the underlying TLS connection.
 func (c tlsConn) ConnectionState() tls.ConnectionState { return c.tls.ConnectionState() }
 
-func wrapConn(c net.Conn, refused func(string)) net.Conn {
-	fc := &conn{Conn: c, refused: refused}
+func wrapConn(c net.Conn, headTimeout time.Duration, refused func(string)) net.Conn {
+	fc := &conn{Conn: c, headTimeout: headTimeout, refused: refused}
 	if tc, ok := c.(*tls.Conn); ok {
 		return tlsConn{conn: fc, tls: tc}
 	}
@@ -115,6 +129,9 @@ func (c *conn) Read(p []byte) (int, error) {
 		inPlace := 0
 		if n > 0 {
 			inPlace = c.process(p[:n])
+			if headUnderway := c.headTimeout > 0 && c.mode == modeTrack && c.t.phase == phaseHead && len(c.t.head) > 0; headUnderway != c.headStarted() {
+				c.setHeadDeadline(headUnderway)
+			}
 		}
 		if err == io.EOF && c.mode == modeTrack {
 			// The client is done sending: what it sent of a head is not
@@ -183,6 +200,48 @@ func (c *conn) process(p []byte) (inPlace int) {
 		}
 	}
 	return inPlace
+}
+
+// SetDeadline sets both deadlines, the read one as net/http asks and the
+// head's bound still applied.
+func (c *conn) SetDeadline(t time.Time) error {
+	if err := c.Conn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	return c.SetReadDeadline(t)
+}
+
+// SetReadDeadline sets the read deadline, the earlier of t and the bound of
+// the head under way.
+func (c *conn) SetReadDeadline(t time.Time) error {
+	c.deadlineMu.Lock()
+	defer c.deadlineMu.Unlock()
+	c.readDeadline = t
+	return c.Conn.SetReadDeadline(c.effectiveDeadline())
+}
+
+func (c *conn) headStarted() bool {
+	c.deadlineMu.Lock()
+	defer c.deadlineMu.Unlock()
+	return !c.headDeadline.IsZero()
+}
+
+// setHeadDeadline starts or ends the bound of a head.
+func (c *conn) setHeadDeadline(underway bool) {
+	c.deadlineMu.Lock()
+	defer c.deadlineMu.Unlock()
+	c.headDeadline = time.Time{}
+	if underway && c.headTimeout > 0 {
+		c.headDeadline = time.Now().Add(c.headTimeout)
+	}
+	_ = c.Conn.SetReadDeadline(c.effectiveDeadline())
+}
+
+func (c *conn) effectiveDeadline() time.Time {
+	if c.headDeadline.IsZero() || !c.readDeadline.IsZero() && c.readDeadline.Before(c.headDeadline) {
+		return c.readDeadline
+	}
+	return c.headDeadline
 }
 
 // Write notices the answer that turns the connection into a tunnel: 101 to

@@ -38,7 +38,7 @@ func (c *scriptedConn) Write(p []byte) (int, error) { return c.written.Write(p) 
 func relay(t testing.TB, in string, chunk int) (string, []string) {
 	t.Helper()
 	var reasons []string
-	c := wrapConn(&scriptedConn{in: []byte(in), n: chunk}, func(r string) { reasons = append(reasons, r) })
+	c := wrapConn(&scriptedConn{in: []byte(in), n: chunk}, 0, func(r string) { reasons = append(reasons, r) })
 	out, err := io.ReadAll(c)
 	if err != nil {
 		t.Fatalf("reading: %v", err)
@@ -181,7 +181,7 @@ func TestUpgradedConnectionPassesUntouched(t *testing.T) {
 	upgrade := "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
 	frames := "\x81\x05a\rb\r\x00" + clte
 	sc := &scriptedConn{in: []byte(upgrade), n: 4096}
-	c := wrapConn(sc, func(r string) { t.Errorf("refused %s", r) })
+	c := wrapConn(sc, 0, func(r string) { t.Errorf("refused %s", r) })
 	buf := make([]byte, 4096)
 	n, err := c.Read(buf)
 	if err != nil || string(buf[:n]) != upgrade {
@@ -203,7 +203,7 @@ func TestUpgradeRefusedKeepsChecking(t *testing.T) {
 	upgrade := "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n"
 	sc := &scriptedConn{in: []byte(upgrade), n: 4096}
 	var reasons []string
-	c := wrapConn(sc, func(r string) { reasons = append(reasons, r) })
+	c := wrapConn(sc, 0, func(r string) { reasons = append(reasons, r) })
 	buf := make([]byte, 4096)
 	if _, err := c.Read(buf); err != nil {
 		t.Fatal(err)
@@ -255,7 +255,7 @@ func (timeoutError) Temporary() bool { return true }
 // refused head.
 func TestAfterRefusalReadsWait(t *testing.T) {
 	bc := &blockingConn{in: []byte(clte + smuggled), deadline: make(chan time.Time, 1)}
-	c := wrapConn(bc, func(string) {})
+	c := wrapConn(bc, 0, func(string) {})
 	buf := make([]byte, 4096)
 	n, err := c.Read(buf)
 	if err != nil || !strings.Contains(string(buf[:n]), MarkerHeader) {

@@ -17,7 +17,9 @@
 package framing
 
 import (
+	"fmt"
 	"net"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -28,11 +30,20 @@ func init() {
 }
 
 // ListenerWrapper checks the framing of every HTTP/1.x request on the
-// server's connections. It has no settings. Put it after TLS (the default
-// position in listener_wrappers), so that it reads plaintext, on every server
-// whose sites have the framing handler.
+// server's connections. Put it after TLS (the default position in
+// listener_wrappers), so that it reads plaintext, on every server whose sites
+// have the framing handler.
 type ListenerWrapper struct {
-	logger *zap.Logger
+	// HeadTimeout bounds the time from the first byte of a request head to
+	// its end; set it to the server's read_header timeout. The wrapper holds
+	// each head until it is complete, so net/http, which starts its header
+	// timeout on a keep-alive connection only when it sees the first byte,
+	// would otherwise give a slow head the idle timeout. Default: 5s; 0
+	// leaves heads bounded by the server's timeouts alone.
+	HeadTimeout *caddy.Duration `json:"head_timeout,omitempty"`
+
+	headTimeout time.Duration
+	logger      *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -43,15 +54,30 @@ func (ListenerWrapper) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision registers the metric.
+// defaultHeadTimeout is the shipped read_header timeout.
+const defaultHeadTimeout = 5 * time.Second
+
+// Provision sets the default and registers the metric.
 func (lw *ListenerWrapper) Provision(ctx caddy.Context) error {
 	lw.logger = ctx.Logger()
+	lw.headTimeout = defaultHeadTimeout
+	if lw.HeadTimeout != nil {
+		lw.headTimeout = time.Duration(*lw.HeadTimeout)
+	}
 	return registerMetrics(ctx.GetMetricsRegistry())
+}
+
+// Validate refuses a negative head timeout.
+func (lw *ListenerWrapper) Validate() error {
+	if lw.HeadTimeout != nil && *lw.HeadTimeout < 0 {
+		return fmt.Errorf("framing: head_timeout %v is negative", time.Duration(*lw.HeadTimeout))
+	}
+	return nil
 }
 
 // WrapListener returns ln with its connections checked.
 func (lw *ListenerWrapper) WrapListener(ln net.Listener) net.Listener {
-	return &listener{Listener: ln, refused: lw.refused}
+	return &listener{Listener: ln, headTimeout: lw.headTimeout, refused: lw.refused}
 }
 
 // refused counts and logs a refused request; the handler's problem is what
@@ -63,7 +89,8 @@ func (lw *ListenerWrapper) refused(reason string) {
 
 type listener struct {
 	net.Listener
-	refused func(string)
+	headTimeout time.Duration
+	refused     func(string)
 }
 
 func (l *listener) Accept() (net.Conn, error) {
@@ -71,11 +98,12 @@ func (l *listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return wrapConn(c, l.refused), nil
+	return wrapConn(c, l.headTimeout, l.refused), nil
 }
 
 // Interface guards
 var (
 	_ caddy.Provisioner     = (*ListenerWrapper)(nil)
+	_ caddy.Validator       = (*ListenerWrapper)(nil)
 	_ caddy.ListenerWrapper = (*ListenerWrapper)(nil)
 )

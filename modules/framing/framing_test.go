@@ -118,3 +118,58 @@ func TestForgedMarkerIsIgnored(t *testing.T) {
 		t.Fatalf("forged marker: %q", bodies)
 	}
 }
+
+// TestSlowHeadOnKeepAliveConnectionDropped: on a keep-alive connection, a
+// head trickling in after a first request is cut at head_timeout, not at the
+// idle timeout net/http would apply while the wrapper holds the head.
+func TestSlowHeadOnKeepAliveConnectionDropped(t *testing.T) {
+	in := caddytest.Start(t, `servers {
+		listener_wrappers {
+			framing {
+				head_timeout 1s
+			}
+		}
+		timeouts {
+			idle 1m
+		}
+	}`, site)
+	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", in.HTTPPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resps, _, closed, err := rawhttp.Answers(keepOpen{conn}, siteGet, time.Second)
+	if err != nil || len(resps) != 1 || closed {
+		t.Fatalf("first request: %d answers, closed %v, %v", len(resps), closed, err)
+	}
+	start := time.Now()
+	resps, _, closed, err = rawhttp.Answers(conn, "GET /b HTTP/1.1\r\nHo", answerTimeout)
+	if err != nil || len(resps) != 0 || !closed {
+		t.Fatalf("slow head: %d answers, closed %v after %v, %v: want the connection closed", len(resps), closed, time.Since(start), err)
+	}
+}
+
+// keepOpen leaves its connection open when rawhttp.Answers is done with it.
+type keepOpen struct{ net.Conn }
+
+func (keepOpen) Close() error { return nil }
+
+func TestCaddyfile(t *testing.T) {
+	for _, tc := range []struct{ options, want, err string }{
+		{"framing", `"listener_wrappers":[{"wrapper":"framing"}]`, ""},
+		{"framing {\n\t\t\t\thead_timeout 3s\n\t\t\t}", `"listener_wrappers":[{"head_timeout":3000000000,"wrapper":"framing"}]`, ""},
+		{"framing {\n\t\t\t\thead_timeout soon\n\t\t\t}", "", `head_timeout: bad duration "soon"`},
+		{"framing {\n\t\t\t\thead_timeout -1s\n\t\t\t}", "", "want zero or a positive duration"},
+		{"framing {\n\t\t\t\tmax 1\n\t\t\t}", "", `unknown subdirective "max"`},
+	} {
+		cfg, err := caddytest.Adapt("{\n\tservers {\n\t\tlistener_wrappers {\n\t\t\t" + tc.options + "\n\t\t}\n\t}\n}\n:8080 {\n\tframing\n}\n")
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: error %v, want %q", tc.options, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || !strings.Contains(string(cfg), tc.want) || !strings.Contains(string(cfg), `"handler":"framing"`) {
+			t.Errorf("%q: %s, %v; want %s and the handler", tc.options, cfg, err, tc.want)
+		}
+	}
+}

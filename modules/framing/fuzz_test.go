@@ -80,7 +80,7 @@ func FuzzConn(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in []byte, chunk uint8) {
 		var reasons []string
-		c := wrapConn(&scriptedConn{in: in, n: int(chunk%64) + 1}, func(r string) { reasons = append(reasons, r) })
+		c := wrapConn(&scriptedConn{in: in, n: int(chunk%64) + 1}, 0, func(r string) { reasons = append(reasons, r) })
 		out, err := io.ReadAll(c)
 		if err != nil {
 			t.Fatal(err)
