@@ -14,6 +14,12 @@ if command -v xcaddy >/dev/null 2>&1; then
 	XCADDY_SKIP_CLEANUP=0 xcaddy build "$caddy_version" --output "$out" \
 		--with github.com/lexiscore/gateway=. "$@"
 else
+	# Without xcaddy nothing can add a plugin: refuse rather than build a
+	# binary without it.
+	if [ "$#" -gt 0 ]; then
+		echo "xcaddy.sh: $* needs xcaddy (go install github.com/caddyserver/xcaddy/cmd/xcaddy@latest)" >&2
+		exit 2
+	fi
 	go build -o "$out" ./gateway
 fi
 echo "built $(realpath "$out")"
