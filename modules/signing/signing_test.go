@@ -472,31 +472,22 @@ func TestKeyRotationWithoutFailures(t *testing.T) {
 			}
 		}()
 	}
-	waitFor := func(what string, ok func() bool) {
-		t.Helper()
-		limit := time.Now().Add(20 * time.Second)
-		for !ok() {
-			if time.Now().After(limit) {
-				close(stop)
-				wg.Wait()
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	waitFor("requests signed with k1", func() bool { return be.seen("k1") >= 20 })
+	// A failed wait ends the test: the load stops first, before the
+	// gateway and backend it sends to.
+	stopLoad := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	t.Cleanup(stopLoad)
+	testkit.Eventually(t, "requests signed with k1", func() bool { return be.seen("k1") >= 20 })
 
 	// Step 2: the gateway reloads with the new key while requests flow.
 	in.Load(t, gatewaySite(addr, "k2", writeSecret(t, secret2)))
-	waitFor("requests signed with k2", func() bool { return be.seen("k2") >= 20 })
+	testkit.Eventually(t, "requests signed with k2", func() bool { return be.seen("k2") >= 20 })
 
 	// Step 3: the backend forgets the old key.
 	be.setKeys(t, k2)
 	k2Then := be.seen("k2")
-	waitFor("requests after the old key was dropped", func() bool { return be.seen("k2") >= k2Then+20 })
+	testkit.Eventually(t, "requests after the old key was dropped", func() bool { return be.seen("k2") >= k2Then+20 })
 
-	close(stop)
-	wg.Wait()
+	stopLoad()
 	if n := failed.Load(); n != 0 {
 		t.Fatalf("%d of %d requests failed during the rotation; first: %v", n, sent.Load(), firstFailure.Load())
 	}
