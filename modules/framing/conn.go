@@ -55,8 +55,8 @@ type conn struct {
 	// readErr is an error of the underlying Read held back until pend is
 	// delivered.
 	readErr error
-	// tunnel: the last request asked for an upgrade or a CONNECT tunnel;
-	// switched: its answer accepted it, so the bytes are no longer HTTP/1.x.
+	// tunnel: the last request asked for an upgrade; switched: its answer
+	// accepted it, so the bytes are no longer HTTP/1.x.
 	tunnel, switched atomic.Bool
 	refused          func(reason string)
 
@@ -244,11 +244,13 @@ func (c *conn) effectiveDeadline() time.Time {
 	return c.headDeadline
 }
 
-// Write notices the answer that turns the connection into a tunnel: 101 to
-// an upgrade, 2xx to CONNECT. net/http writes a status line at the start of
-// a Write, after the request was read.
+// Write notices the answer that turns the connection into a tunnel: a 101
+// to an upgrade, which only reverse_proxy sends, then hijacking the
+// connection. net/http writes a status line at the start of a Write, after
+// the request was read. A 2xx to CONNECT is no tunnel here: no module of the
+// gateway hijacks for it, so net/http goes on reading requests.
 func (c *conn) Write(p []byte) (int, error) {
-	if c.tunnel.Load() && (bytes.HasPrefix(p, []byte("HTTP/1.1 101 ")) || bytes.HasPrefix(p, []byte("HTTP/1.1 2"))) {
+	if c.tunnel.Load() && bytes.HasPrefix(p, []byte("HTTP/1.1 101 ")) {
 		c.switched.Store(true)
 	}
 	return c.Conn.Write(p)

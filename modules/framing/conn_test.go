@@ -197,26 +197,32 @@ func TestUpgradedConnectionPassesUntouched(t *testing.T) {
 	}
 }
 
-// TestUpgradeRefusedKeepsChecking: an upgrade answered without a 101 leaves
-// the connection HTTP/1.1, still checked.
-func TestUpgradeRefusedKeepsChecking(t *testing.T) {
-	upgrade := "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n"
-	sc := &scriptedConn{in: []byte(upgrade), n: 4096}
-	var reasons []string
-	c := wrapConn(sc, 0, func(r string) { reasons = append(reasons, r) })
-	buf := make([]byte, 4096)
-	if _, err := c.Read(buf); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Write([]byte("HTTP/1.1 404 Not Found\r\n\r\n")); err != nil {
-		t.Fatal(err)
-	}
-	sc.in = []byte(clte)
-	if _, err := io.ReadAll(c); err != nil {
-		t.Fatal(err)
-	}
-	if len(reasons) != 1 || reasons[0] != ReasonCLTE {
-		t.Fatalf("refusals %v, want [cl_te]", reasons)
+// TestNoTunnelKeepsChecking: an upgrade answered without a 101 (a site
+// that ignores Upgrade answers 200), or a CONNECT answered 200 (a handler
+// answering any method, with no tunnel), leaves the connection HTTP/1.1:
+// net/http goes on reading requests on it, and the wrapper checking them.
+func TestNoTunnelKeepsChecking(t *testing.T) {
+	for _, first := range []string{
+		"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n",
+		"CONNECT /healthz HTTP/1.1\r\nHost: h\r\n\r\n",
+	} {
+		sc := &scriptedConn{in: []byte(first), n: 4096}
+		var reasons []string
+		c := wrapConn(sc, 0, func(r string) { reasons = append(reasons, r) })
+		buf := make([]byte, 4096)
+		if _, err := c.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write([]byte("HTTP/1.1 200 OK\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		sc.in = []byte(clte)
+		if _, err := io.ReadAll(c); err != nil {
+			t.Fatal(err)
+		}
+		if len(reasons) != 1 || reasons[0] != ReasonCLTE {
+			t.Fatalf("after %q answered 200: refusals %v, want [cl_te]", first, reasons)
+		}
 	}
 }
 

@@ -300,7 +300,6 @@ func (t *tracker) requestLine(line []byte) action {
 	t.method, t.target = method, target
 	// net/http reads HTTP/1.0 from exactly this spelling.
 	t.http10 = string(proto) == "HTTP/1.0"
-	t.tunnel = string(method) == "CONNECT"
 	return actNone
 }
 
