@@ -32,6 +32,14 @@ const pollEvery = 10 * time.Millisecond
 // Wait.
 func Eventually[C func() bool | func() error](t testing.TB, what string, cond C) {
 	t.Helper()
+	EventuallyWithin(t, Wait, what, cond)
+}
+
+// EventuallyWithin is Eventually with a wait of its own, for conditions
+// that take longer than Wait by nature (a Redis cluster forming, a
+// Sentinel failover).
+func EventuallyWithin[C func() bool | func() error](t testing.TB, wait time.Duration, what string, cond C) {
+	t.Helper()
 	check := func() error {
 		switch c := any(cond).(type) {
 		case func() bool:
@@ -44,14 +52,14 @@ func Eventually[C func() bool | func() error](t testing.TB, what string, cond C)
 		}
 		return nil
 	}
-	deadline := time.Now().Add(Wait)
+	deadline := time.Now().Add(wait)
 	for {
 		err := check()
 		if err == nil {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s: %v", Wait, what, err)
+			t.Fatalf("timed out after %s waiting for %s: %v", wait, what, err)
 		}
 		time.Sleep(pollEvery)
 	}

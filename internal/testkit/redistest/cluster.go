@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lexiscore/gateway/internal/testkit"
 )
 
 // slots is the number of hash slots of a Redis Cluster.
@@ -30,7 +32,8 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", "5000"))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	deadline := time.Now().Add(60 * time.Second)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	for i, n := range c.Nodes {
 		client := n.Client(t)
@@ -48,7 +51,7 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 	}
 	for _, n := range c.Nodes {
 		client := n.Client(t)
-		waitUntil(t, ctx, "cluster node "+n.Addr+" to see the whole cluster", func() error {
+		testkit.EventuallyWithin(t, time.Until(deadline), "cluster node "+n.Addr+" to see the whole cluster", func() error {
 			info, err := client.ClusterInfo(ctx).Result()
 			if err != nil {
 				return err
@@ -73,20 +76,4 @@ func (c *Cluster) Addrs() []string {
 		addrs[i] = n.Addr
 	}
 	return addrs
-}
-
-// waitUntil polls check until it returns nil, failing the test when ctx ends.
-func waitUntil(t testing.TB, ctx context.Context, what string, check func() error) {
-	t.Helper()
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v", what, err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/lexiscore/gateway/internal/testkit"
 )
 
 // SentinelMaster is the master set name the Sentinels of StartSentinel
@@ -32,10 +34,11 @@ func StartSentinel(t testing.TB) *Sentinel {
 	s := &Sentinel{Master: startServer(t, "sentinel master")}
 	host, port, _ := net.SplitHostPort(s.Master.Addr)
 	s.Replica = startServer(t, "sentinel replica", "--replicaof", host, port)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	deadline := time.Now().Add(60 * time.Second)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	replica := s.Replica.Client(t)
-	waitUntil(t, ctx, "the replica to sync with the master", func() error {
+	testkit.EventuallyWithin(t, time.Until(deadline), "the replica to sync with the master", func() error {
 		info, err := replica.Info(ctx, "replication").Result()
 		if err != nil {
 			return err
@@ -51,7 +54,7 @@ func StartSentinel(t testing.TB) *Sentinel {
 	for _, sn := range s.Sentinels {
 		client := redis.NewSentinelClient(&redis.Options{Addr: sn.Addr})
 		t.Cleanup(func() { _ = client.Close() })
-		waitUntil(t, ctx, "sentinel "+sn.Addr+" to know the replica and its peers", func() error {
+		testkit.EventuallyWithin(t, time.Until(deadline), "sentinel "+sn.Addr+" to know the replica and its peers", func() error {
 			m, err := client.Master(ctx, SentinelMaster).Result()
 			if err != nil {
 				return err
@@ -107,10 +110,11 @@ func (s *Sentinel) Addrs() []string {
 func (s *Sentinel) KillMaster(t testing.TB, timeout time.Duration) {
 	t.Helper()
 	s.Master.Kill()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	deadline := time.Now().Add(timeout)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	replica := s.Replica.Client(t)
-	waitUntil(t, ctx, "the Sentinels to promote the replica", func() error {
+	testkit.EventuallyWithin(t, time.Until(deadline), "the Sentinels to promote the replica", func() error {
 		for _, sn := range s.Sentinels {
 			client := redis.NewSentinelClient(&redis.Options{Addr: sn.Addr, MaxRetries: -1})
 			addr, err := client.GetMasterAddrByName(ctx, SentinelMaster).Result()
