@@ -365,10 +365,19 @@ func (x *exchange) attempt(exec failsafe.Execution[*outcome], next caddyhttp.Han
 
 	info := &attemptInfo{x: x, number: int(x.attempts.Add(1)) - 1}
 	ctx := context.WithValue(actx, infoKey{}, info)
-	if vars, ok := ctx.Value(caddyhttp.VarsCtxKey).(map[string]any); ok && x.hedged {
-		// reverse_proxy writes to the request's variables; concurrent
-		// attempts each get their own.
-		ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, maps.Clone(vars))
+	// reverse_proxy writes to the request's variables, and its transport
+	// reads them in a dial goroutine that can outlive a canceled attempt:
+	// each attempt gets its own copy, so neither a concurrent (hedged) one
+	// nor the next one writes a map a straggler reads. The request sees the
+	// variables of its last sequential attempt, copied back here.
+	vars, hasVars := ctx.Value(caddyhttp.VarsCtxKey).(map[string]any)
+	var attemptVars map[string]any
+	if hasVars {
+		attemptVars = maps.Clone(vars)
+		ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, attemptVars)
+		if !x.hedged {
+			defer maps.Copy(vars, attemptVars)
+		}
 	}
 	req := x.r.WithContext(ctx)
 	if x.hasBody {

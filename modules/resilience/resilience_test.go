@@ -162,6 +162,9 @@ http://127.0.0.1:{http_port} {
 	})
 }
 
+// Attempts of a second, not tens of milliseconds: a busy machine can take
+// longer than that to dial, and an attempt canceled while dialing never
+// reaches the backend that counts them.
 func TestAttemptTimeoutRetriesThenAnswers504InTime(t *testing.T) {
 	be := newBackend(t, blockUntilCanceled)
 	in := start(t, fmt.Sprintf(`
@@ -170,8 +173,8 @@ http://127.0.0.1:{http_port} {
 		problem
 	}
 	resilience attempts {
-		timeout 1s
-		attempt_timeout 200ms
+		timeout 5s
+		attempt_timeout 1s
 		retry 3 {
 			backoff 10ms 20ms
 		}
@@ -190,8 +193,8 @@ http://127.0.0.1:{http_port} {
 	if n := be.requestsFor("attempts"); n != 3 {
 		t.Fatalf("%d attempts, want 3", n)
 	}
-	if elapsed > time.Second+500*time.Millisecond {
-		t.Fatalf("answered after %v, want within the 1s timeout", elapsed)
+	if elapsed > 5*time.Second+time.Second {
+		t.Fatalf("answered after %v, want within the 5s timeout", elapsed)
 	}
 	testkit.Eventually(t, "all three attempts canceled upstream", func() bool {
 		_, _, canceled := be.stats()
