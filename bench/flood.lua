@@ -1,8 +1,11 @@
 -- wrk script for bench/flood.sh: every request carries the headers given in
--- the environment (WRK_AUTH, WRK_XFF); done() prints the p95 latency in ms
+-- the environment (WRK_AUTH, WRK_XFF), paced by WRK_DELAY_MS; done() prints the p95 latency in ms
 -- and the responses by status class, which wrk does not report itself.
 local auth = os.getenv("WRK_AUTH")
 local xff = os.getenv("WRK_XFF")
+-- WRK_DELAY_MS paces each connection: it waits that long after each answer
+-- before its next request (0: as fast as the answers come).
+local pause = tonumber(os.getenv("WRK_DELAY_MS") or "0")
 local threads = {}
 
 function setup(thread)
@@ -13,6 +16,10 @@ function init()
 	wrk.headers["Authorization"] = auth
 	wrk.headers["X-Forwarded-For"] = xff
 	counts = {}
+end
+
+function delay()
+	return pause
 end
 
 function response(status)

@@ -12,6 +12,14 @@
 # flood caused. Fails when the ratio is above BENCH_MAX_P95_RATIO (default 2)
 # or the flood wrote more than 200 log lines plus 1 per 10 of its requests.
 #
+# Both sides are paced, because wrk, the gateway and the backend share this
+# machine's two cores: unpaced, the users alone saturate it and any flood
+# takes its share of the same cores, so the ratio measures the flood tool's
+# CPU rather than what the gateway spends refusing. Each user connection
+# waits BENCH_USER_DELAY_MS (default 20: about 200 requests/s in all) after
+# each answer, each flood connection BENCH_FLOOD_DELAY_MS (default 3: about
+# the 4,700 requests/s of the issue); 0 sends as fast as the answers come.
+#
 # Usage: bench/flood.sh [duration (default 10s)] [user connections (default 4)] [flood connections (default 16)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +27,8 @@ duration="${1:-10s}"
 user_conns="${2:-4}"
 flood_conns="${3:-16}"
 max_ratio="${BENCH_MAX_P95_RATIO:-2}"
+user_delay="${BENCH_USER_DELAY_MS:-20}"
+flood_delay="${BENCH_FLOOD_DELAY_MS:-3}"
 
 ./deploy/install-deps.sh
 mkdir -p bin
@@ -35,8 +45,8 @@ start_gateway gateway Caddyfile "127.0.0.1:$be_port" GATEWAY_RATE_IP_AUTH_FAILUR
 port=${https_port[gateway]}
 token=$(bin/gateway issue-token --sub bench-user --tier free --ttl 2h)
 target="https://localhost:$port/v1/users/bench-user/scores"
-users() { WRK_AUTH="Bearer $token" WRK_XFF=198.51.100.10 wrk -t 2 -c "$user_conns" -d "$duration" -s bench/flood.lua "$target" | tail -1; }
-flood() { WRK_AUTH="Bearer garbage.garbage.garbage" WRK_XFF=203.0.113.66 wrk -t 2 -c "$flood_conns" -d "$duration" -s bench/flood.lua "$target" | tail -1; }
+users() { WRK_DELAY_MS=$user_delay WRK_AUTH="Bearer $token" WRK_XFF=198.51.100.10 wrk -t 2 -c "$user_conns" -d "$duration" -s bench/flood.lua "$target" | tail -1; }
+flood() { WRK_DELAY_MS=$flood_delay WRK_AUTH="Bearer garbage.garbage.garbage" WRK_XFF=203.0.113.66 wrk -t 2 -c "$flood_conns" -d "$duration" -s bench/flood.lua "$target" | tail -1; }
 
 users >/dev/null # warm-up: connections, TLS sessions, the token cache
 alone=$(users)
