@@ -8,6 +8,8 @@ package testkit
 
 import (
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"sync"
@@ -66,14 +68,37 @@ func EventuallyWithin[C func() bool | func() error](t testing.TB, wait time.Dura
 }
 
 // FreeAddr returns 127.0.0.1:<port> for a port that was free a moment ago.
+// The port is drawn below the kernel's ephemeral range, which the kernel
+// also hands out as the source port of outgoing connections: a test that
+// stops a server and starts it again on the same address (Redis down, then
+// back) would otherwise find it taken by any connection on the machine,
+// such as another test run's.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
+	low, high := 10000, ephemeralLow()-1
+	for range 100 {
+		addr := fmt.Sprintf("127.0.0.1:%d", low+rand.IntN(high-low+1))
+		if l, err := net.Listen("tcp", addr); err == nil {
+			_ = l.Close()
+			return addr
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatalf("no free port in %d-%d after 100 tries", low, high)
+	return ""
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (32768
+// when it cannot be read, the usual default).
+func ephemeralLow() int {
+	var low, high int
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	if n, _ := fmt.Sscan(string(b), &low, &high); n != 2 || low <= 11000 {
+		return 32768
+	}
+	return low
 }
 
 // Epoch is where fake clocks start unless a test needs another instant.
