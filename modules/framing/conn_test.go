@@ -105,6 +105,13 @@ func TestFraming(t *testing.T) {
 			reason: ReasonTEHTTP10,
 		},
 		{
+			// net/http ignores Transfer-Encoding below HTTP/1.1, not only
+			// in HTTP/1.0.
+			name: "TE in HTTP/0.9", in: "POST / HTTP/0.9\r\nTransfer-Encoding: x\r\n\r\n\r\n" + smuggled,
+			out:    standInFor(t, "POST / HTTP/0.9\r\n\r\n", ReasonTEHTTP10),
+			reason: ReasonTEHTTP10,
+		},
+		{
 			name: "bare CR ending a header", in: get + "GET /a HTTP/1.1\r\nHost: localhost\r\nX-A: b\rX-B: c\r\r",
 			out:    get + standInFor(t, "GET /a HTTP/1.1\r\nHost: localhost\r\n\r\n", ReasonBareCR),
 			reason: ReasonBareCR,

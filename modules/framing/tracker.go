@@ -2,6 +2,7 @@ package framing
 
 import (
 	"bytes"
+	"net/http"
 	"strconv"
 	"strings"
 )
@@ -11,8 +12,9 @@ const (
 	// ReasonCLTE: Content-Length and Transfer-Encoding together (RFC 9112
 	// §6.1: a smuggling attempt, or a broken client).
 	ReasonCLTE = "cl_te"
-	// ReasonTEHTTP10: Transfer-Encoding in an HTTP/1.0 request, whose framing
-	// RFC 9112 §6.1 says to treat as faulty.
+	// ReasonTEHTTP10: Transfer-Encoding in a request older than HTTP/1.1
+	// (HTTP/1.0 in practice), whose framing RFC 9112 §6.1 says to treat as
+	// faulty; net/http ignores the field there.
 	ReasonTEHTTP10 = "te_http10"
 	// ReasonBareCR: a CR not followed by LF in the request line or a header
 	// (RFC 9112 §2.2).
@@ -92,7 +94,7 @@ type tracker struct {
 
 	sawRequestLine bool
 	method, target []byte
-	http10         bool
+	beforeHTTP11   bool
 	tunnel         bool
 
 	field      field
@@ -298,8 +300,9 @@ func (t *tracker) requestLine(line []byte) action {
 		return actOpaque
 	}
 	t.method, t.target = method, target
-	// net/http reads HTTP/1.0 from exactly this spelling.
-	t.http10 = string(proto) == "HTTP/1.0"
+	// net/http's own reading of the version, HTTP/0.x included.
+	major, minor, ok := http.ParseHTTPVersion(string(proto))
+	t.beforeHTTP11 = ok && (major < 1 || major == 1 && minor < 1)
 	return actNone
 }
 
@@ -309,7 +312,7 @@ func (t *tracker) judge() action {
 	case t.teCount > 0 && t.clCount > 0:
 		t.reason = ReasonCLTE
 		return actReject
-	case t.teCount > 0 && t.http10:
+	case t.teCount > 0 && t.beforeHTTP11:
 		t.reason = ReasonTEHTTP10
 		return actReject
 	case t.foldWithoutField || t.malformedLine:
