@@ -25,7 +25,9 @@ func goRequests(b []byte) (reqs []parsed, starts []int, clean bool) {
 	cr := &countingReader{r: bytes.NewReader(b)}
 	br := bufio.NewReader(cr)
 	for {
-		// Empty lines before a request, as the tracker skips them.
+		// A request begins with the CRs and LFs before it, which net/http
+		// skips and the tracker holds with the head.
+		start := cr.n - br.Buffered()
 		for {
 			c, err := br.ReadByte()
 			if err == io.EOF {
@@ -39,7 +41,7 @@ func goRequests(b []byte) (reqs []parsed, starts []int, clean bool) {
 				break
 			}
 		}
-		starts = append(starts, cr.n-br.Buffered())
+		starts = append(starts, start)
 		req, err := http.ReadRequest(br)
 		if err != nil {
 			return reqs, starts, false

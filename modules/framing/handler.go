@@ -55,7 +55,7 @@ func (Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 // details are the client-facing explanations, by reason.
 var details = map[string]string{
 	ReasonCLTE:     "The request has both Content-Length and Transfer-Encoding, so its end is ambiguous (RFC 9112 §6.1).",
-	ReasonTEHTTP10: "Transfer-Encoding is not allowed in an HTTP/1.0 request (RFC 9112 §6.1).",
+	ReasonTEHTTP10: "Transfer-Encoding is not allowed in a request older than HTTP/1.1 (RFC 9112 §6.1).",
 	ReasonBareCR:   "The request line or a header contains a CR not followed by LF (RFC 9112 §2.2).",
 }
 

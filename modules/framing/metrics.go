@@ -8,7 +8,7 @@ import (
 
 var refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "gateway_framing_refusals_total",
-	Help: "HTTP/1.x requests refused for their framing, by reason: cl_te (Content-Length with Transfer-Encoding), te_http10, bare_cr, head_too_large.",
+	Help: "HTTP/1.x requests refused for their framing, by reason: cl_te (Content-Length with Transfer-Encoding), te_http10 (Transfer-Encoding before HTTP/1.1), bare_cr, head_too_large.",
 }, []string{"reason"})
 
 func registerMetrics(reg prometheus.Registerer) error {
