@@ -117,6 +117,11 @@ func (c *conn) Read(p []byte) (int, error) {
 		if c.mode == modeTrack && c.switched.Load() {
 			c.mode = modeOpaque
 			c.pend = append(c.pend, c.t.takeHead()...)
+			// Bytes the client sent before the 101 are the tunnel's, not
+			// a head: their bound must not cut the tunnel.
+			if c.headStarted() {
+				c.setHeadDeadline(false)
+			}
 			continue
 		}
 		switch c.mode {
@@ -276,16 +281,16 @@ func (t *tracker) standIn() []byte {
 		target = tg
 	}
 	var b bytes.Buffer
-	host := t.hostCount == 1 && t.host != "" && len(t.host) <= 255 && httpguts.ValidHostHeader(t.host)
+	host := t.hostCount == 1 && len(t.host) > 0 && len(t.host) <= 255 && httpguts.ValidHostHeader(string(t.host))
 	if host {
 		proto = "HTTP/1.1"
 	}
 	b.WriteString(method + " " + target + " " + proto + "\r\n")
 	if host {
-		b.WriteString("Host: " + t.host + "\r\n")
+		b.WriteString("Host: " + string(t.host) + "\r\n")
 	}
-	if requestIDPattern.MatchString(t.requestID) {
-		b.WriteString("X-Request-Id: " + t.requestID + "\r\n")
+	if requestIDPattern.Match(t.requestID) {
+		b.WriteString("X-Request-Id: " + string(t.requestID) + "\r\n")
 	}
 	b.WriteString(MarkerHeader + ": " + t.reason + " " + nonce + "\r\nConnection: close\r\n\r\n")
 	return b.Bytes()

@@ -204,6 +204,43 @@ func TestUpgradedConnectionPassesUntouched(t *testing.T) {
 	}
 }
 
+// deadlineConn records the read deadline set on it.
+type deadlineConn struct {
+	*scriptedConn
+	readDeadline time.Time
+}
+
+func (c *deadlineConn) SetReadDeadline(t time.Time) error {
+	c.readDeadline = t
+	return nil
+}
+
+// TestTunnelNotBoundByHeadTimeout: bytes sent after an upgrade request and
+// before its 101 are held as the start of a head, bounded by head_timeout;
+// once the 101 makes them the tunnel's, that bound no longer cuts the
+// tunnel's reads.
+func TestTunnelNotBoundByHeadTimeout(t *testing.T) {
+	upgrade := "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+	dc := &deadlineConn{scriptedConn: &scriptedConn{in: []byte(upgrade + "early"), n: 4096}}
+	c := wrapConn(dc, time.Minute, func(r string) { t.Errorf("refused %s", r) })
+	buf := make([]byte, 4096)
+	if n, err := c.Read(buf); err != nil || string(buf[:n]) != upgrade {
+		t.Fatalf("upgrade request: %q, %v", buf[:n], err)
+	}
+	if dc.readDeadline.IsZero() {
+		t.Fatal("the bytes after the upgrade request are not bounded as a head")
+	}
+	if _, err := c.Write([]byte("HTTP/1.1 101 Switching Protocols\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.Read(buf); err != nil || string(buf[:n]) != "early" {
+		t.Fatalf("after the 101: %q, %v", buf[:n], err)
+	}
+	if !dc.readDeadline.IsZero() {
+		t.Fatalf("the tunnel's reads end at %v", dc.readDeadline)
+	}
+}
+
 // TestNoTunnelKeepsChecking: an upgrade answered without a 101 (a site
 // that ignores Upgrade answers 200), or a CONNECT answered 200 (a handler
 // answering any method, with no tunnel), leaves the connection HTTP/1.1:
