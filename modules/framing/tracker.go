@@ -3,8 +3,6 @@ package framing
 import (
 	"bytes"
 	"net/http"
-	"strconv"
-	"strings"
 )
 
 // Why a request is refused; also the values of the metric's reason label.
@@ -106,7 +104,9 @@ type tracker struct {
 	sawField         bool
 
 	clCount, teCount, hostCount int
-	cl, te, host, requestID     string
+	// The values of the fields read; their buffers serve one request after
+	// another.
+	cl, te, host, requestID []byte
 
 	reason    string
 	remaining uint64
@@ -169,15 +169,12 @@ func (t *tracker) scanHead(d []byte) (int, action) {
 		if lf >= 0 {
 			seg = seg[:lf+1]
 		}
-		for i, b := range seg {
-			if b != '\r' {
-				continue
-			}
-			if i == len(seg)-1 {
-				t.pendingCR = true
-			} else if seg[i+1] != '\n' {
-				return t.reject(ReasonBareCR, used+i+2)
-			}
+		// seg holds at most one LF, at its end: its first CR is sound
+		// only right before that LF, or last, its successor not read yet.
+		if i := bytes.IndexByte(seg, '\r'); i == len(seg)-1 {
+			t.pendingCR = true
+		} else if i >= 0 && seg[i+1] != '\n' {
+			return t.reject(ReasonBareCR, used+i+2)
 		}
 		if len(t.head)+len(seg) > maxHead {
 			return t.reject(ReasonHeadTooLarge, used+len(seg))
@@ -272,21 +269,21 @@ func (t *tracker) endField() {
 		t.field = fieldOther
 		return
 	}
-	v := string(trimOWS(t.fieldValue))
+	v := trimOWS(t.fieldValue)
 	switch t.field {
 	case fieldContentLength:
 		if t.clCount == 1 {
-			t.cl = v
-		} else if v != t.cl {
+			t.cl = append(t.cl[:0], v...)
+		} else if !bytes.Equal(v, t.cl) {
 			// net/http refuses differing copies.
 			t.malformedLine = true
 		}
 	case fieldTransferEncoding:
-		t.te = v
+		t.te = append(t.te[:0], v...)
 	case fieldHost:
-		t.host = v
+		t.host = append(t.host[:0], v...)
 	case fieldRequestID:
-		t.requestID = v
+		t.requestID = append(t.requestID[:0], v...)
 	}
 	t.field = fieldOther
 }
@@ -320,13 +317,13 @@ func (t *tracker) judge() action {
 	case t.teCount > 0:
 		// net/http reads only one Transfer-Encoding, "chunked"; it answers
 		// anything else with 501 and closes.
-		if t.teCount != 1 || !strings.EqualFold(t.te, "chunked") {
+		if t.teCount != 1 || !bytes.EqualFold(t.te, []byte("chunked")) {
 			return actEnd
 		}
 		t.phase, t.line, t.excess = phaseChunkLine, t.line[:0], 0
 	case t.clCount > 0:
-		n, err := strconv.ParseUint(t.cl, 10, 63)
-		if err != nil {
+		n, ok := parseLength(t.cl)
+		if !ok {
 			return actEnd
 		}
 		if n > 0 {
@@ -345,12 +342,20 @@ func (t *tracker) takeHead() []byte {
 }
 
 func (t *tracker) resetHead() {
-	head := t.head[:0]
-	if cap(head) > 64<<10 {
-		// One large head does not pin its buffer for the connection's life.
-		head = nil
+	*t = tracker{
+		phase: t.phase, remaining: t.remaining, line: t.line,
+		head: reuse(t.head), fieldValue: reuse(t.fieldValue),
+		cl: reuse(t.cl), te: reuse(t.te), host: reuse(t.host), requestID: reuse(t.requestID),
 	}
-	*t = tracker{phase: t.phase, remaining: t.remaining, line: t.line, head: head, fieldValue: t.fieldValue[:0]}
+}
+
+// reuse empties b for the next request, unless it is large: one large head
+// does not pin its buffers for the connection's life.
+func reuse(b []byte) []byte {
+	if cap(b) > 64<<10 {
+		return nil
+	}
+	return b[:0]
 }
 
 // scanChunkLine reads a chunk-size line the way net/http does: CRLF-ended,
@@ -418,6 +423,22 @@ func (t *tracker) scanTrailer(d []byte) (int, bool, action) {
 // crlfEnded reports whether line ends with CRLF and has no other CR.
 func crlfEnded(line []byte) bool {
 	return len(line) >= 2 && bytes.IndexByte(line, '\r') == len(line)-2
+}
+
+// parseLength reads a Content-Length value as net/http does
+// (strconv.ParseUint(v, 10, 63)): decimal digits only, below 2^63.
+func parseLength(v []byte) (uint64, bool) {
+	if len(v) == 0 {
+		return 0, false
+	}
+	var n uint64
+	for _, b := range v {
+		if b < '0' || b > '9' || n > (1<<63-1-uint64(b-'0'))/10 {
+			return 0, false
+		}
+		n = n*10 + uint64(b-'0')
+	}
+	return n, true
 }
 
 func parseHex(v []byte) (uint64, bool) {
