@@ -36,9 +36,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dunglas/httpsfv"
@@ -71,6 +73,25 @@ var alwaysCovered = []string{"@method", "@authority", "@path", "@query", "conten
 // order; a verified request carrying one that the signature does not cover
 // is refused, so none can be added in transit.
 var CoveredHeaders = []string{"x-request-id", "x-auth-user-id", "x-auth-user-tier", "x-auth-user-tenant", "x-auth-user-scopes"}
+
+// canonicalKeys are the http.Header keys of the header components every
+// request may cover, computed once: canonicalizing a lower-case name
+// allocates, and each attempt signs six of them.
+var canonicalKeys = func() map[string]string {
+	keys := map[string]string{"content-digest": http.CanonicalHeaderKey("content-digest")}
+	for _, h := range CoveredHeaders {
+		keys[h] = http.CanonicalHeaderKey(h)
+	}
+	return keys
+}()
+
+// headerKey is the http.Header key of a lower-case component name.
+func headerKey(name string) string {
+	if k, ok := canonicalKeys[name]; ok {
+		return k
+	}
+	return http.CanonicalHeaderKey(name)
+}
 
 // Errors a Verifier returns, wrapped with detail. Each is safe to show to the
 // caller; Reason maps them to a short label.
@@ -163,6 +184,9 @@ type Signer struct {
 	// characters carrying 130 random bits, which need no escaping in an
 	// sf-string. Tests fix it.
 	nonce func() string
+	// macs holds HMAC states keyed with key.Secret, reset for each
+	// signature instead of keyed anew (four allocations per attempt).
+	macs sync.Pool
 }
 
 // NewSigner returns a Signer for key; now is the clock (nil: time.Now).
@@ -173,7 +197,9 @@ func NewSigner(key Key, now func() time.Time) (*Signer, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Signer{key: Key{ID: key.ID, Secret: append([]byte(nil), key.Secret...)}, now: now, nonce: rand.Text}, nil
+	s := &Signer{key: Key{ID: key.ID, Secret: append([]byte(nil), key.Secret...)}, now: now, nonce: rand.Text}
+	s.macs.New = func() any { return hmac.New(sha256.New, s.key.Secret) }
+	return s, nil
 }
 
 // KeyID returns the ID of the signing key.
@@ -188,7 +214,7 @@ func (s *Signer) Sign(r *http.Request, bodySum [sha256.Size]byte) error {
 	covered := make([]string, 0, len(alwaysCovered)+len(CoveredHeaders))
 	covered = append(covered, alwaysCovered...)
 	for _, h := range CoveredHeaders {
-		if _, ok := r.Header[http.CanonicalHeaderKey(h)]; ok {
+		if _, ok := r.Header[canonicalKeys[h]]; ok {
 			covered = append(covered, h)
 		}
 	}
@@ -197,11 +223,29 @@ func (s *Signer) Sign(r *http.Request, bodySum [sha256.Size]byte) error {
 	if err != nil {
 		return err
 	}
-	inputField := Label + "=" + sigParams
-	sigField := Label + "=:" + base64.StdEncoding.EncodeToString(mac(s.key.Secret, base)) + ":"
-	r.Header.Set(HeaderSignatureInput, inputField)
-	r.Header.Set(HeaderSignature, sigField)
+	m := s.macs.Get().(hash.Hash)
+	m.Reset()
+	m.Write(base)
+	var sum [sha256.Size]byte
+	m.Sum(sum[:0])
+	s.macs.Put(m)
+	r.Header.Set(HeaderSignatureInput, Label+"="+sigParams)
+	r.Header.Set(HeaderSignature, sfBinary(Label+"=", sum))
 	return nil
+}
+
+// sfBinary is prefix followed by sum as an RFC 8941 byte sequence
+// (":base64:"), built in one allocation.
+func sfBinary(prefix string, sum [sha256.Size]byte) string {
+	var b strings.Builder
+	b.Grow(len(prefix) + base64.StdEncoding.EncodedLen(len(sum)) + 2)
+	b.WriteString(prefix)
+	b.WriteByte(':')
+	var enc [44]byte
+	base64.StdEncoding.Encode(enc[:], sum[:])
+	b.Write(enc[:])
+	b.WriteByte(':')
+	return b.String()
 }
 
 // Options tune a Verifier. The zero value is usable.
@@ -454,7 +498,7 @@ func checkCoverage(r *http.Request, covered []string) error {
 		}
 	}
 	for _, h := range CoveredHeaders {
-		if _, present := r.Header[http.CanonicalHeaderKey(h)]; present && !has(h) {
+		if _, present := r.Header[canonicalKeys[h]]; present && !has(h) {
 			return fmt.Errorf("%w: %q not covered", ErrCoverage, h)
 		}
 	}
@@ -464,21 +508,21 @@ func checkCoverage(r *http.Request, covered []string) error {
 // signatureBase builds the RFC 9421 §2.5 signature base of r; sigParams is
 // the serialized inner list of the Signature-Input member.
 func signatureBase(r *http.Request, covered []string, sigParams string) ([]byte, error) {
-	var b strings.Builder
+	b := make([]byte, 0, 256+len(sigParams))
 	for _, name := range covered {
 		value, err := componentValue(r, name)
 		if err != nil {
 			return nil, err
 		}
-		b.WriteByte('"')
-		b.WriteString(name)
-		b.WriteString(`": `)
-		b.WriteString(value)
-		b.WriteByte('\n')
+		b = append(b, '"')
+		b = append(b, name...)
+		b = append(b, `": `...)
+		b = append(b, value...)
+		b = append(b, '\n')
 	}
-	b.WriteString(`"@signature-params": `)
-	b.WriteString(sigParams)
-	return []byte(b.String()), nil
+	b = append(b, `"@signature-params": `...)
+	b = append(b, sigParams...)
+	return b, nil
 }
 
 // sfStringEscaper escapes the content of an RFC 8941 sf-string.
@@ -491,6 +535,11 @@ var sfStringEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 // need escaping; nonces are base32 and need none.
 func serializeParams(covered []string, created int64, keyID, nonce string) string {
 	var b strings.Builder
+	size := len(`);created=;keyid="";alg="";nonce=""`) + 20 + len(Algorithm) + len(keyID) + len(nonce) + 2
+	for _, c := range covered {
+		size += len(c) + 3
+	}
+	b.Grow(size)
 	b.WriteByte('(')
 	for i, c := range covered {
 		if i > 0 {
@@ -501,7 +550,8 @@ func serializeParams(covered []string, created int64, keyID, nonce string) strin
 		b.WriteByte('"')
 	}
 	b.WriteString(");created=")
-	b.WriteString(strconv.FormatInt(created, 10))
+	var digits [20]byte
+	b.Write(strconv.AppendInt(digits[:0], created, 10))
 	b.WriteString(`;keyid="`)
 	b.WriteString(sfStringEscaper.Replace(keyID))
 	b.WriteString(`";alg="` + Algorithm + `";nonce="`)
@@ -528,11 +578,14 @@ func componentValue(r *http.Request, name string) (string, error) {
 	if strings.HasPrefix(name, "@") || name != strings.ToLower(name) {
 		return "", fmt.Errorf("%w: unsupported component %q", ErrMalformed, name)
 	}
-	values, ok := r.Header[http.CanonicalHeaderKey(name)]
+	values, ok := r.Header[headerKey(name)]
 	if !ok {
 		return "", fmt.Errorf("%w: covered header %q is absent", ErrCoverage, name)
 	}
 	// §2.1: each field line's value trimmed, the lines joined by ", ".
+	if len(values) == 1 {
+		return strings.Trim(values[0], " \t"), nil
+	}
 	trimmed := make([]string, len(values))
 	for i, v := range values {
 		trimmed[i] = strings.Trim(v, " \t")
@@ -557,7 +610,7 @@ func mac(secret, base []byte) []byte {
 
 // FormatDigest is the Content-Digest field value for a SHA-256 sum.
 func FormatDigest(sum [sha256.Size]byte) string {
-	return "sha-256=:" + base64.StdEncoding.EncodeToString(sum[:]) + ":"
+	return sfBinary("sha-256=", sum)
 }
 
 // ParseDigest returns the sha-256 member of Content-Digest field lines.

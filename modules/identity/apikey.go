@@ -31,8 +31,11 @@ type APIKey struct {
 	// key is accepted for at most this long. Default: 10s. At least 1s.
 	ReloadInterval caddy.Duration `json:"reload_interval,omitempty"`
 
-	store  *KeyStore
-	logger *zap.Logger
+	// headerKey is Header as an http.Header key: canonicalizing a name
+	// like X-API-Key allocates, on every request.
+	headerKey string
+	store     *KeyStore
+	logger    *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -52,6 +55,7 @@ func (a *APIKey) Provision(ctx caddy.Context) error {
 	if a.Header == "" {
 		a.Header = "X-API-Key"
 	}
+	a.headerKey = http.CanonicalHeaderKey(a.Header)
 	if a.ReloadInterval == 0 {
 		a.ReloadInterval = caddy.Duration(10 * time.Second)
 	}
@@ -93,7 +97,7 @@ func (a *APIKey) Authenticate(_ http.ResponseWriter, r *http.Request) (caddyauth
 }
 
 func (a *APIKey) verify(r *http.Request) Outcome {
-	vals := r.Header.Values(a.Header)
+	vals := r.Header[a.headerKey]
 	switch len(vals) {
 	case 0:
 		return refuse(ResultMissing, "", nil)
@@ -105,7 +109,7 @@ func (a *APIKey) verify(r *http.Request) Outcome {
 
 func (a *APIKey) detail(r Result) string { return Detail(providerAPIKey, r, 0) }
 
-func (a *APIKey) credentialHeader() string { return a.Header }
+func (a *APIKey) credentialHeader() string { return a.headerKey }
 
 // watch reloads the keys file when it changes, until the config is unloaded.
 func (a *APIKey) watch(ctx caddy.Context, every time.Duration) {

@@ -67,7 +67,8 @@ type provider interface {
 	caddyauth.Authenticator
 	verify(r *http.Request) Outcome
 	detail(Result) string
-	// credentialHeader names the header the credential travels in.
+	// credentialHeader names the header the credential travels in, as an
+	// http.Header key.
 	credentialHeader() string
 }
 
@@ -248,7 +249,10 @@ func (a *Authenticate) stripCredentials(r *http.Request) {
 		return
 	}
 	for _, p := range a.providers {
-		r.Header.Del(p.credentialHeader())
+		delete(r.Header, p.credentialHeader())
+	}
+	if r.URL.RawQuery == "" {
+		return
 	}
 	q := r.URL.Query()
 	changed := false
