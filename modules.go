@@ -7,6 +7,7 @@ import (
 	_ "github.com/lexiscore/gateway/modules/authorization"
 	_ "github.com/lexiscore/gateway/modules/correlation"
 	_ "github.com/lexiscore/gateway/modules/framing"
+	_ "github.com/lexiscore/gateway/modules/handoff"
 	_ "github.com/lexiscore/gateway/modules/identity"
 	_ "github.com/lexiscore/gateway/modules/logbuffer"
 	_ "github.com/lexiscore/gateway/modules/problem"

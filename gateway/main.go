@@ -1,3 +1,8 @@
+// Plain TCP listeners rather than Go's default MPTCP ones: the kernel
+// attaches no reuseport program to an MPTCP socket, and the handoff
+// listener wrapper needs one so that a reload resets no connection.
+//go:debug multipathtcp=0
+
 // Command gateway is the LexiScore Gateway: Caddy with its standard modules
 // plus the gateway's own. It takes Caddy's command line unchanged
 // (run, reload, validate, version, list-modules, ...).

@@ -1,0 +1,99 @@
+package handoff
+
+import (
+	"crypto/tls"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// maxUnanswered bounds the bytes kept of a connection before its first
+// answer: a request head and a small body.
+const maxUnanswered = 64 << 10
+
+// unanswered is a connection that keeps what its server reads from it
+// until the server first writes to it. Closed before that by a server on
+// its way out, it goes to the newest server instead, which reads the same
+// bytes again and answers.
+type unanswered struct {
+	net.Conn
+	home atomic.Pointer[listener]
+
+	mu sync.Mutex
+	// again is the part of a handed-over connection's bytes not read yet.
+	again []byte
+	// seen is every byte read while tracking.
+	seen     []byte
+	tracking bool
+}
+
+// unansweredTLS is an unanswered connection over TLS.
+type unansweredTLS struct {
+	*unanswered
+	tls connectionStater
+}
+
+// ConnectionState returns the state of the underlying TLS connection.
+func (c unansweredTLS) ConnectionState() tls.ConnectionState { return c.tls.ConnectionState() }
+
+// newUnanswered wraps c, whose server read seen from it and answered nothing.
+func newUnanswered(c net.Conn, seen []byte) net.Conn {
+	u := &unanswered{Conn: c, again: seen, seen: seen, tracking: true}
+	if cs, ok := c.(connectionStater); ok {
+		return unansweredTLS{unanswered: u, tls: cs}
+	}
+	return u
+}
+
+func (c *unanswered) rehome(l *listener) { c.home.Store(l) }
+
+// Read returns the bytes a previous server read first, then the client's.
+func (c *unanswered) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	if len(c.again) > 0 {
+		n := copy(p, c.again)
+		c.again = c.again[n:]
+		c.mu.Unlock()
+		return n, nil
+	}
+	c.mu.Unlock()
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.mu.Lock()
+		if c.tracking {
+			if len(c.seen)+n > maxUnanswered {
+				c.tracking, c.seen = false, nil
+			} else {
+				c.seen = append(c.seen, p[:n]...)
+			}
+		}
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+// Write ends the tracking: from its first answer on, a connection's
+// requests are the server's to finish.
+func (c *unanswered) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	c.tracking, c.seen = false, nil
+	c.mu.Unlock()
+	return c.Conn.Write(p)
+}
+
+// Close hands the connection to the newest server when its closing server
+// read from it and answered nothing.
+func (c *unanswered) Close() error {
+	c.mu.Lock()
+	seen, unanswered := c.seen, c.tracking && len(c.seen) > 0
+	c.tracking, c.seen, c.again = false, nil, nil
+	c.mu.Unlock()
+	if home := c.home.Load(); unanswered && home != nil && home.isClosing() {
+		// The next server sets its own.
+		_ = c.Conn.SetDeadline(time.Time{})
+		handOff(home, []net.Conn{newUnanswered(c.Conn, seen)})
+		return nil
+	}
+	return c.Conn.Close()
+}
