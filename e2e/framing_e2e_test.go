@@ -150,7 +150,8 @@ func framingCaddyfile(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	on := strings.ReplaceAll(string(b), "\t\timport server_timeouts\n", "\t\timport server_timeouts\n\t\timport request_framing\n")
+	// After reload_handoff: framing reads the plaintext after TLS.
+	on := strings.ReplaceAll(string(b), "\t\timport reload_handoff\n", "\t\timport reload_handoff\n\t\timport request_framing\n")
 	if strings.Count(on, "import request_framing\n") != 2 {
 		t.Fatal("the Caddyfile's servers blocks changed: cannot turn request framing on")
 	}

@@ -77,7 +77,7 @@ type conn struct {
 // ConnectionState.
 type tlsConn struct {
 	*conn
-	tls *tls.Conn
+	tls interface{ ConnectionState() tls.ConnectionState }
 }
 
 // ConnectionState returns the state of the underlying TLS connection.
@@ -85,7 +85,8 @@ func (c tlsConn) ConnectionState() tls.ConnectionState { return c.tls.Connection
 
 func wrapConn(c net.Conn, headTimeout time.Duration, refused func(string)) net.Conn {
 	fc := &conn{Conn: c, headTimeout: headTimeout, refused: refused}
-	if tc, ok := c.(*tls.Conn); ok {
+	// A *tls.Conn, or a wrapper over one (handoff_requests).
+	if tc, ok := c.(interface{ ConnectionState() tls.ConnectionState }); ok {
 		return tlsConn{conn: fc, tls: tc}
 	}
 	return fc
