@@ -3,7 +3,8 @@
 // like a credential. Caddy's own query filter names parameters one by one,
 // so a credential under a name nobody listed (token, apikey, X-Amz-Signature,
 // ...) would reach the log in clear; this one matches names by what they
-// contain, and masks too much rather than too little.
+// contain, and masks too much rather than too little. The redact log
+// encoder applies such filters while encoding (encoder.go).
 package redact
 
 import (
