@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/url"
@@ -82,6 +83,29 @@ type tlsConn struct {
 
 // ConnectionState returns the state of the underlying TLS connection.
 func (c tlsConn) ConnectionState() tls.ConnectionState { return c.tls.ConnectionState() }
+
+// Read is conn's, and answers a client that speaks plain HTTP to the TLS
+// port as net/http does (it answers only on a connection it sees as a
+// *tls.Conn): a 400 in plaintext, then the connection closed.
+func (c tlsConn) Read(p []byte) (int, error) {
+	n, err := c.conn.Read(p)
+	var rhe tls.RecordHeaderError
+	if errors.As(err, &rhe) && rhe.Conn != nil && plainHTTP(rhe.RecordHeader) {
+		_, _ = io.WriteString(rhe.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+		_ = rhe.Conn.Close()
+	}
+	return n, err
+}
+
+// plainHTTP reports whether the first bytes of a connection, read as a TLS
+// record header, are an HTTP request's (net/http's own test).
+func plainHTTP(hdr [5]byte) bool {
+	switch string(hdr[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO":
+		return true
+	}
+	return false
+}
 
 func wrapConn(c net.Conn, headTimeout time.Duration, refused func(string)) net.Conn {
 	fc := &conn{Conn: c, headTimeout: headTimeout, refused: refused}

@@ -3,9 +3,13 @@ package framing
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"io"
+	"log"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -152,5 +156,38 @@ func TestShutdownFinishesRequestInFlight(t *testing.T) {
 	}
 	if _, err := br.ReadByte(); err == nil {
 		t.Fatal("the connection stays open after the shutdown")
+	}
+}
+
+// TestPlainHTTPOnTLSPortAnswered: a client speaking plain HTTP to the TLS
+// port gets net/http's 400 saying so, as without the wrapper (net/http
+// answers it only for a connection it sees as a *tls.Conn).
+func TestPlainHTTPOnTLSPortAnswered(t *testing.T) {
+	certs := httptest.NewTLSServer(http.NotFoundHandler())
+	cfg := certs.TLS.Clone()
+	certs.Close()
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.NotFoundHandler(), ErrorLog: log.New(io.Discard, "", 0)}
+	go func() {
+		_ = srv.Serve(&listener{Listener: tls.NewListener(raw, cfg), headTimeout: answerTimeout, refused: func(string) {}})
+	}()
+	t.Cleanup(func() { _ = srv.Close() })
+	conn, err := net.Dial("tcp", raw.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(answerTimeout)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write([]byte("GET / HTTP/1.1\r\nHost: h\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	answer, err := io.ReadAll(conn)
+	if !strings.HasPrefix(string(answer), "HTTP/1.0 400 Bad Request") || !strings.Contains(string(answer), "HTTP request to an HTTPS server") {
+		t.Fatalf("plain HTTP on the TLS port: %q, %v", answer, err)
 	}
 }
