@@ -83,7 +83,7 @@ func FuzzConn(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte, chunk uint8) {
 		var reasons []string
 		c := wrapConn(&scriptedConn{in: in, n: int(chunk%64) + 1}, 0, func(r string) { reasons = append(reasons, r) })
-		out, err := io.ReadAll(c)
+		out, err := readAllBy(c, readSizes[chunk>>6])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -127,6 +127,26 @@ func FuzzConn(f *testing.F) {
 			t.Fatalf("net/http read %+v from %q: want the requests before the refusal, then the stand-in", outReqs, out)
 		}
 	})
+}
+
+// readSizes are the sizes of net/http's reads: its background read of one
+// byte, its look for the HTTP/2 preface, and its buffer's.
+var readSizes = [4]int{1, 14, 512, 4096}
+
+// readAllBy reads r to its end, size bytes at a time.
+func readAllBy(r io.Reader, size int) ([]byte, error) {
+	var out []byte
+	p := make([]byte, size)
+	for {
+		n, err := r.Read(p)
+		out = append(out, p[:n]...)
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+	}
 }
 
 // prefixLen is the length of the part of out copied from in when out is
