@@ -134,3 +134,17 @@ func Module(d *caddyfile.Dispenser, namespace, inlineKey string) (caddyfile.Unma
 	}
 	return mod, caddyconfig.JSONModuleObject(mod, inlineKey, name, nil), nil
 }
+
+// NoArgs reads a directive that takes no arguments and no block: called
+// with the dispenser before the directive's name.
+func NoArgs(d *caddyfile.Dispenser) error {
+	d.Next()
+	name := d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	if d.NextBlock(0) {
+		return d.Errf("%s: unknown subdirective %q", name, d.Val())
+	}
+	return nil
+}

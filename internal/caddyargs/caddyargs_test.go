@@ -110,3 +110,19 @@ func TestPositiveDuration(t *testing.T) {
 		}
 	}
 }
+
+func TestNoArgs(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		wantErr string
+	}{
+		{"handoff", ""},
+		{"handoff now", "wrong argument count"},
+		{"handoff {\n\tdelay 1s\n}", `handoff: unknown subdirective "delay"`},
+	} {
+		err := NoArgs(caddyfile.NewTestDispenser(tc.in))
+		if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("%q: error %v, want %q", tc.in, err, tc.wantErr)
+		}
+	}
+}

@@ -26,14 +26,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //
 //	framing
 func (m *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	if d.NextBlock(0) {
-		return d.Errf("framing: unknown subdirective %q", d.Val())
-	}
-	return nil
+	return caddyargs.NoArgs(d)
 }
 
 // UnmarshalCaddyfile sets up the listener wrapper from Caddyfile tokens, in

@@ -2,6 +2,8 @@ package handoff
 
 import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/lexiscore/gateway/internal/caddyargs"
 )
 
 // UnmarshalCaddyfile sets up the listener wrapper from Caddyfile tokens, in
@@ -9,7 +11,7 @@ import (
 //
 //	handoff
 func (lw *ConnectionsWrapper) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return noArgs(d)
+	return caddyargs.NoArgs(d)
 }
 
 // UnmarshalCaddyfile sets up the listener wrapper from Caddyfile tokens, in
@@ -17,19 +19,7 @@ func (lw *ConnectionsWrapper) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //
 //	handoff_requests
 func (lw *RequestsWrapper) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return noArgs(d)
-}
-
-func noArgs(d *caddyfile.Dispenser) error {
-	d.Next()
-	name := d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	if d.NextBlock(0) {
-		return d.Errf("%s: unknown subdirective %q", name, d.Val())
-	}
-	return nil
+	return caddyargs.NoArgs(d)
 }
 
 var (

@@ -473,9 +473,8 @@ func (s *Selection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // parseReadiness reads `upstreams_ready`, which takes no arguments.
 func parseReadiness(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	h.Next()
-	if h.NextArg() || h.NextBlock(0) {
-		return nil, h.Errf("upstreams_ready takes no arguments, got %q", h.Val())
+	if err := caddyargs.NoArgs(h.Dispenser); err != nil {
+		return nil, err
 	}
 	return new(Readiness), nil
 }

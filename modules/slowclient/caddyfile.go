@@ -4,6 +4,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/lexiscore/gateway/internal/caddyargs"
 )
 
 func init() {
@@ -22,14 +24,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //
 //	slow_client
 func (m *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	if d.NextBlock(0) {
-		return d.Errf("slow_client: unknown subdirective %q", d.Val())
-	}
-	return nil
+	return caddyargs.NoArgs(d)
 }
 
 var _ caddyfile.Unmarshaler = (*Handler)(nil)
