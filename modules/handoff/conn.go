@@ -89,11 +89,36 @@ func (c *unanswered) Close() error {
 	seen, unanswered := c.seen, c.tracking && len(c.seen) > 0
 	c.tracking, c.seen, c.again = false, nil, nil
 	c.mu.Unlock()
-	if home := c.home.Load(); unanswered && home != nil && home.isClosing() {
-		// The next server sets its own.
-		_ = c.Conn.SetDeadline(time.Time{})
-		handOff(home, []net.Conn{newUnanswered(c.Conn, seen)})
+	home := c.home.Load()
+	if !unanswered || home == nil {
+		return c.Conn.Close()
+	}
+	if home.isClosing() {
+		c.handOff(home, seen)
 		return nil
 	}
-	return c.Conn.Close()
+	// net/http marks itself as shutting down a moment before it closes its
+	// listeners, and drops a request it reads in between as well: wait for
+	// the listener to close, far longer than that moment lasts.
+	go func() {
+		t := time.NewTimer(closingWait)
+		defer t.Stop()
+		select {
+		case <-home.closing:
+			c.handOff(home, seen)
+		case <-t.C:
+			_ = c.Conn.Close()
+		}
+	}()
+	return nil
+}
+
+// closingWait bounds how long a connection closed unanswered waits for its
+// listener to close before it is closed for good.
+const closingWait = time.Second
+
+func (c *unanswered) handOff(home *listener, seen []byte) {
+	// The next server sets its own.
+	_ = c.Conn.SetDeadline(time.Time{})
+	handOff(home, []net.Conn{newUnanswered(c.Conn, seen)})
 }

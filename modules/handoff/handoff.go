@@ -117,7 +117,10 @@ func tcpListener(ln net.Listener) *net.TCPListener {
 // `tls` in listener_wrappers: the wrappers after it see a connection it
 // hands over as a new one and read its bytes again from the start. It
 // keeps at most the first 64 KiB a connection sends before its first
-// answer; a connection that sent more is closed as before.
+// answer; a connection that sent more is closed as before. net/http marks
+// itself as shutting down a moment before it closes its listeners, so a
+// connection closed unanswered outside a shutdown (a client that gave up or
+// timed out mid-request) is closed up to a second later.
 type RequestsWrapper struct {
 	logger *zap.Logger
 }
