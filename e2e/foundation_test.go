@@ -152,6 +152,7 @@ func TestSecurityHeadersOnEveryResponse(t *testing.T) {
 		alsoOK int
 	}{
 		{"health 200", gw, "/healthz", http.StatusOK, 0},
+		{"contract 200", gw, "/openapi.json", http.StatusOK, 0},
 		{"proxied 200", gw, "/v1/users/u1/scores", http.StatusOK, 0},
 		{"gateway 404", gw, "/no/such/route", http.StatusNotFound, 0},
 		{"backend 404", gw, "/v1/scores/does-not-exist", http.StatusNotFound, 0},
