@@ -6,8 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -63,7 +61,7 @@ func rawExchange(t *testing.T, gw *Gateway, base, raw string) (resps []*http.Res
 // at once instead of after the header timeout.
 func TestAmbiguousFramingRefused(t *testing.T) {
 	be := StartBackend(t, bins, nil)
-	gw := StartGatewayConfig(t, bins, framingCaddyfile(t), []string{be.Addr}, nil)
+	gw := StartGateway(t, bins, []string{be.Addr}, nil)
 	const (
 		healthz  = "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
 		clte     = "POST /v1/scores HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 41\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
@@ -111,7 +109,7 @@ func TestAmbiguousFramingRefused(t *testing.T) {
 // and HTTP/2 pass the listener wrapper as before.
 func TestSoundFramingUnaffected(t *testing.T) {
 	be := StartBackend(t, bins, nil)
-	gw := StartGatewayConfig(t, bins, framingCaddyfile(t), []string{be.Addr}, nil)
+	gw := StartGateway(t, bins, []string{be.Addr}, nil)
 	chunkedBody := "POST /healthz HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nGET \r\n0\r\n\r\n"
 	healthz := "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
 	resps, bodies, _ := rawExchange(t, gw, gw.BaseURL, healthz+chunkedBody+healthz+healthz)
@@ -140,24 +138,4 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
-}
-
-// framingCaddyfile is the shipped Caddyfile with the framing listener
-// wrapper imported in every servers block, as its comment says to turn it on.
-func framingCaddyfile(t *testing.T) string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(bins.Root, "Caddyfile"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// After reload_handoff: framing reads the plaintext after TLS.
-	on := strings.ReplaceAll(string(b), "\t\timport reload_handoff\n", "\t\timport reload_handoff\n\t\timport request_framing\n")
-	if strings.Count(on, "import request_framing\n") != 2 {
-		t.Fatal("the Caddyfile's servers blocks changed: cannot turn request framing on")
-	}
-	path := filepath.Join(t.TempDir(), "Caddyfile")
-	if err := os.WriteFile(path, []byte(on), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
