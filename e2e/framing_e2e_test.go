@@ -130,6 +130,19 @@ func TestSoundFramingUnaffected(t *testing.T) {
 	}
 }
 
+// TestPlainHTTPOnTLSPortAnswered: a client speaking plain HTTP to the TLS
+// port gets net/http's plaintext 400 saying so, although the listener
+// wrappers hide from net/http the *tls.Conn it answers that on.
+func TestPlainHTTPOnTLSPortAnswered(t *testing.T) {
+	be := StartBackend(t, bins, nil)
+	gw := StartGateway(t, bins, []string{be.Addr}, nil)
+	plain := strings.Replace(gw.BaseURL, "https://", "http://", 1)
+	resps, bodies, closed := rawExchange(t, gw, plain, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+	if len(resps) != 1 || !closed || resps[0].StatusCode != http.StatusBadRequest || !strings.Contains(bodies[0], "HTTP request to an HTTPS server") {
+		t.Fatalf("%d answers %q, closed %v: want net/http's 400, then the connection closed", len(resps), bodies, closed)
+	}
+}
+
 func grepLines(s, sub string) string {
 	var out []string
 	for _, l := range strings.Split(s, "\n") {
