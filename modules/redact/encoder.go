@@ -189,14 +189,13 @@ type redactor struct {
 	enc  zapcore.ObjectEncoder
 }
 
-// filtered applies the filter of key, if there is one.
-func (r *redactor) filtered(key string, value any) bool {
-	n := r.node.child(key)
-	if n == nil || n.filter == nil {
-		return false
+// filterOf is the filter of key, if it has one. Looked up before the value
+// is boxed for zap.Any, which allocates: most fields have none.
+func (r *redactor) filterOf(key string) logging.LogFieldFilter {
+	if n := r.node.child(key); n != nil {
+		return n.filter
 	}
-	n.filter.Filter(zap.Any(key, value)).AddTo(r.enc)
-	return true
+	return nil
 }
 
 // AddObject filters the object as a whole, or the fields inside it, or hands
@@ -224,7 +223,8 @@ func (r *redactor) AddArray(key string, m zapcore.ArrayMarshaler) error {
 }
 
 func (r *redactor) AddReflected(key string, v any) error {
-	if r.filtered(key, v) {
+	if f := r.filterOf(key); f != nil {
+		f.Filter(zap.Any(key, v)).AddTo(r.enc)
 		return nil
 	}
 	return r.enc.AddReflected(key, v)
@@ -233,129 +233,171 @@ func (r *redactor) AddReflected(key string, v any) error {
 func (r *redactor) OpenNamespace(key string) { r.enc.OpenNamespace(key) }
 
 func (r *redactor) AddBinary(k string, v []byte) {
-	if !r.filtered(k, v) {
-		r.enc.AddBinary(k, v)
+	if f := r.filterOf(k); f != nil {
+		f.Filter(zap.Any(k, v)).AddTo(r.enc)
+		return
 	}
+	r.enc.AddBinary(k, v)
 }
 
 func (r *redactor) AddByteString(k string, v []byte) {
-	if !r.filtered(k, v) {
-		r.enc.AddByteString(k, v)
+	if f := r.filterOf(k); f != nil {
+		f.Filter(zap.Any(k, v)).AddTo(r.enc)
+		return
 	}
+	r.enc.AddByteString(k, v)
 }
 
 func (r *redactor) AddBool(k string, v bool) {
-	if !r.filtered(k, v) {
-		r.enc.AddBool(k, v)
+	if f := r.filterOf(k); f != nil {
+		f.Filter(zap.Any(k, v)).AddTo(r.enc)
+		return
 	}
+	r.enc.AddBool(k, v)
 }
 
 func (r *redactor) AddComplex128(k string, v complex128) {
-	if !r.filtered(k, v) {
-		r.enc.AddComplex128(k, v)
+	if f := r.filterOf(k); f != nil {
+		f.Filter(zap.Any(k, v)).AddTo(r.enc)
+		return
 	}
+	r.enc.AddComplex128(k, v)
 }
 
 func (r *redactor) AddComplex64(k string, v complex64) {
-	if !r.filtered(k, v) {
-		r.enc.AddComplex64(k, v)
+	if f := r.filterOf(k); f != nil {
+		f.Filter(zap.Any(k, v)).AddTo(r.enc)
+		return
 	}
+	r.enc.AddComplex64(k, v)
 }
 
 func (r *redactor) AddDuration(k string, v time.Duration) {
-	if !r.filtered(k, v) {
-		r.enc.AddDuration(k, v)
+	if f := r.filterOf(k); f != nil {
+		f.Filter(zap.Any(k, v)).AddTo(r.enc)
+		return
 	}
+	r.enc.AddDuration(k, v)
 }
 
 func (r *redactor) AddFloat64(k string, v float64) {
-	if !r.filtered(k, v) {
-		r.enc.AddFloat64(k, v)
+	if f := r.filterOf(k); f != nil {
+		f.Filter(zap.Any(k, v)).AddTo(r.enc)
+		return
 	}
+	r.enc.AddFloat64(k, v)
 }
 
 func (r *redactor) AddFloat32(k string, v float32) {
-	if !r.filtered(k, v) {
-		r.enc.AddFloat32(k, v)
+	if f := r.filterOf(k); f != nil {
+		f.Filter(zap.Any(k, v)).AddTo(r.enc)
+		return
 	}
+	r.enc.AddFloat32(k, v)
 }
 
 func (r *redactor) AddInt(k string, v int) {
-	if !r.filtered(k, v) {
-		r.enc.AddInt(k, v)
+	if f := r.filterOf(k); f != nil {
+		f.Filter(zap.Any(k, v)).AddTo(r.enc)
+		return
 	}
+	r.enc.AddInt(k, v)
 }
 
 func (r *redactor) AddInt64(k string, v int64) {
-	if !r.filtered(k, v) {
-		r.enc.AddInt64(k, v)
+	if f := r.filterOf(k); f != nil {
+		f.Filter(zap.Any(k, v)).AddTo(r.enc)
+		return
 	}
+	r.enc.AddInt64(k, v)
 }
 
 func (r *redactor) AddInt32(k string, v int32) {
-	if !r.filtered(k, v) {
-		r.enc.AddInt32(k, v)
+	if f := r.filterOf(k); f != nil {
+		f.Filter(zap.Any(k, v)).AddTo(r.enc)
+		return
 	}
+	r.enc.AddInt32(k, v)
 }
 
 func (r *redactor) AddInt16(k string, v int16) {
-	if !r.filtered(k, v) {
-		r.enc.AddInt16(k, v)
+	if f := r.filterOf(k); f != nil {
+		f.Filter(zap.Any(k, v)).AddTo(r.enc)
+		return
 	}
+	r.enc.AddInt16(k, v)
 }
 
 func (r *redactor) AddInt8(k string, v int8) {
-	if !r.filtered(k, v) {
-		r.enc.AddInt8(k, v)
+	if f := r.filterOf(k); f != nil {
+		f.Filter(zap.Any(k, v)).AddTo(r.enc)
+		return
 	}
+	r.enc.AddInt8(k, v)
 }
 
 func (r *redactor) AddString(k, v string) {
-	if !r.filtered(k, v) {
-		r.enc.AddString(k, v)
+	if f := r.filterOf(k); f != nil {
+		f.Filter(zap.Any(k, v)).AddTo(r.enc)
+		return
 	}
+	r.enc.AddString(k, v)
 }
 
 func (r *redactor) AddTime(k string, v time.Time) {
-	if !r.filtered(k, v) {
-		r.enc.AddTime(k, v)
+	if f := r.filterOf(k); f != nil {
+		f.Filter(zap.Any(k, v)).AddTo(r.enc)
+		return
 	}
+	r.enc.AddTime(k, v)
 }
 
 func (r *redactor) AddUint(k string, v uint) {
-	if !r.filtered(k, v) {
-		r.enc.AddUint(k, v)
+	if f := r.filterOf(k); f != nil {
+		f.Filter(zap.Any(k, v)).AddTo(r.enc)
+		return
 	}
+	r.enc.AddUint(k, v)
 }
 
 func (r *redactor) AddUint64(k string, v uint64) {
-	if !r.filtered(k, v) {
-		r.enc.AddUint64(k, v)
+	if f := r.filterOf(k); f != nil {
+		f.Filter(zap.Any(k, v)).AddTo(r.enc)
+		return
 	}
+	r.enc.AddUint64(k, v)
 }
 
 func (r *redactor) AddUint32(k string, v uint32) {
-	if !r.filtered(k, v) {
-		r.enc.AddUint32(k, v)
+	if f := r.filterOf(k); f != nil {
+		f.Filter(zap.Any(k, v)).AddTo(r.enc)
+		return
 	}
+	r.enc.AddUint32(k, v)
 }
 
 func (r *redactor) AddUint16(k string, v uint16) {
-	if !r.filtered(k, v) {
-		r.enc.AddUint16(k, v)
+	if f := r.filterOf(k); f != nil {
+		f.Filter(zap.Any(k, v)).AddTo(r.enc)
+		return
 	}
+	r.enc.AddUint16(k, v)
 }
 
 func (r *redactor) AddUint8(k string, v uint8) {
-	if !r.filtered(k, v) {
-		r.enc.AddUint8(k, v)
+	if f := r.filterOf(k); f != nil {
+		f.Filter(zap.Any(k, v)).AddTo(r.enc)
+		return
 	}
+	r.enc.AddUint8(k, v)
 }
 
 func (r *redactor) AddUintptr(k string, v uintptr) {
-	if !r.filtered(k, v) {
-		r.enc.AddUintptr(k, v)
+	if f := r.filterOf(k); f != nil {
+		f.Filter(zap.Any(k, v)).AddTo(r.enc)
+		return
 	}
+	r.enc.AddUintptr(k, v)
 }
 
 // The zapcore.ObjectEncoder methods of the encoder itself, through which
