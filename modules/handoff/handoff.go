@@ -119,8 +119,9 @@ func tcpListener(ln net.Listener) *net.TCPListener {
 // keeps at most the first 64 KiB a connection sends before its first
 // answer; a connection that sent more is closed as before. net/http marks
 // itself as shutting down a moment before it closes its listeners, so a
-// connection closed unanswered outside a shutdown (a client that gave up or
-// timed out mid-request) is closed up to a second later.
+// connection closed unanswered outside a shutdown, after a complete read, is
+// closed up to a second later; one whose client closed or timed out
+// mid-request is closed at once.
 type RequestsWrapper struct {
 	logger *zap.Logger
 }

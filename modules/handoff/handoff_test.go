@@ -189,3 +189,70 @@ func TestCaddyfile(t *testing.T) {
 		}
 	}
 }
+
+// TestUnansweredConnectionHandedOver: a connection closed by a closing
+// server goes to the newest server with the bytes read, only when the
+// server answered nothing and the client is still there.
+func TestUnansweredConnectionHandedOver(t *testing.T) {
+	const req = "POST /v1/scores HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+	for _, tc := range []struct {
+		name string
+		// serve is what the closing server does before it closes.
+		serve      func(t *testing.T, u net.Conn, client net.Conn)
+		wantHanded bool
+	}{
+		{"read, no answer", func(t *testing.T, u, _ net.Conn) { readReq(t, u, len(req)) }, true},
+		{"answered", func(t *testing.T, u, client net.Conn) {
+			readReq(t, u, len(req))
+			go func() { _, _ = io.Copy(io.Discard, client) }()
+			if _, err := u.Write([]byte("HTTP/1.1 204 No Content\r\n\r\n")); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"client gone mid-request", func(t *testing.T, u, client net.Conn) {
+			readReq(t, u, 10)
+			client.Close()
+			if _, err := u.Read(make([]byte, 64)); err == nil {
+				t.Fatal("read after the client closed succeeded")
+			}
+		}, false},
+		{"nothing read", func(*testing.T, net.Conn, net.Conn) {}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rw := &RequestsWrapper{logger: zaptest.NewLogger(t)}
+			old := rw.WrapListener(listen(t, "127.0.0.1:0")).(*listener)
+			newer := rw.WrapListener(listen(t, old.Addr().String())).(*listener)
+			t.Cleanup(func() { newer.Close() })
+			server, client := net.Pipe()
+			t.Cleanup(func() { client.Close() })
+			go func() { _, _ = io.WriteString(client, req) }()
+			u := newUnanswered(server, nil)
+			old.adopt(u)
+			tc.serve(t, u, client)
+			if err := old.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := u.Close(); err != nil {
+				t.Fatal(err)
+			}
+			got := newer.nextHanded()
+			if (got != nil) != tc.wantHanded {
+				t.Fatalf("handed over: %v, want %v", got != nil, tc.wantHanded)
+			}
+			if got != nil {
+				if b := readReq(t, got, len(req)); string(b) != req {
+					t.Fatalf("the newest server read %q, want %q", b, req)
+				}
+			}
+		})
+	}
+}
+
+func readReq(t *testing.T, c net.Conn, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := io.ReadFull(c, b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
