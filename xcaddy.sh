@@ -20,6 +20,8 @@ else
 		echo "xcaddy.sh: $* needs xcaddy (go install github.com/caddyserver/xcaddy/cmd/xcaddy@latest)" >&2
 		exit 2
 	fi
-	go build -o "$out" ./gateway
+	# -buildvcs=auto: the commit goes into `gateway version` and
+	# gateway_build_info even where GOFLAGS says -buildvcs=false.
+	go build -buildvcs=auto -o "$out" ./gateway
 fi
 echo "built $(realpath "$out")"

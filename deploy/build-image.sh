@@ -13,7 +13,7 @@ builder="${IMAGE_BUILDER:-podman}"
 
 rm -rf bin/image
 mkdir -p bin/image/data
-CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o bin/image/gateway ./gateway
+CGO_ENABLED=0 go build -buildvcs=auto -trimpath -ldflags='-s -w' -o bin/image/gateway ./gateway
 cp /etc/ssl/certs/ca-certificates.crt bin/image/
 
 # The docker format keeps HEALTHCHECK, which the OCI format has no field for.

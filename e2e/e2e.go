@@ -42,7 +42,7 @@ func Build(dir string) (Binaries, error) {
 	}
 	b := Binaries{Gateway: filepath.Join(dir, "gateway"), Scoring: filepath.Join(dir, "scoring"), Root: root}
 	for _, step := range [][]string{
-		{"build", "-race", "-o", b.Gateway, "./gateway"},
+		{"build", "-race", "-buildvcs=auto", "-o", b.Gateway, "./gateway"},
 		{"build", "-o", b.Scoring, "./backends/scoring"},
 	} {
 		cmd := exec.Command("go", step...)

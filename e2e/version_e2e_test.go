@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
@@ -23,6 +26,19 @@ func TestVersionAndBuildInfo(t *testing.T) {
 	version, revision, goVersion := m[1], m[2], m[3]
 	if goVersion != runtime.Version() {
 		t.Errorf("Go version %q, want %q (the toolchain that built it)", goVersion, runtime.Version())
+	}
+	// Built from a git clone, the binary names its commit, even where
+	// GOFLAGS says -buildvcs=false (as on this project's machines). Go
+	// finds the repository only where .git is a directory: not in a
+	// worktree.
+	if fi, err := os.Stat(filepath.Join(bins.Root, ".git")); err == nil && fi.IsDir() {
+		head, err := exec.Command("git", "-C", bins.Root, "rev-parse", "HEAD").Output()
+		if err != nil {
+			t.Fatalf("git rev-parse HEAD: %v", err)
+		}
+		if want := strings.TrimSpace(string(head)); !strings.HasPrefix(revision, want) {
+			t.Errorf("revision %q, want the clone's commit %s", revision, want)
+		}
 	}
 
 	be := StartBackend(t, bins, nil)
