@@ -18,6 +18,8 @@ deps:
 
 vet:
 	$(GO) vet ./...
+	# go.mod says what the code imports (prints the change when it does not).
+	$(GO) mod tidy -diff
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 		if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 
