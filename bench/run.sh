@@ -19,6 +19,12 @@
 # both backends answer /v1 requests that much later, and BENCH_WRK_TIMEOUT
 # (wrk's default 2s) is when wrk counts a request as an error (bench/chaos.sh's
 # thousand connections, where queueing for the CPU alone takes seconds).
+# BENCH_PROFILE_DIR=dir saves, halfway through each round, every proxy's heap
+# profile (pprof, and its text form with the runtime's memory statistics), its
+# goroutines and its Go runtime metrics, from its admin API, as
+# dir/<target>-<round>.{heap,heap.txt,goroutine.txt,metrics}, and every
+# proxy's resident memory twice a second from warm-up on (dir/rss: seconds
+# since the start, target, VmRSS in MiB, the phase under way).
 #
 # Throughput on a shared 2-core machine swings with whatever else runs, so
 # each run also records the CPU time every process spent on it (proxy,
@@ -80,10 +86,10 @@ fi
 
 # Stock Caddy as one would run it in production: the same reverse_proxy, TLS
 # from the same internal CA, a JSON access log to the same kind of file.
-st_https=$(free_port); st_http=$(free_port)
+st_https=$(free_port); st_http=$(free_port); st_admin=$(free_port)
 cat >"$work/Caddyfile.stock" <<CADDY
 {
-	admin off
+	admin 127.0.0.1:$st_admin
 	http_port $st_http
 	https_port $st_https
 	skip_install_trust
@@ -118,6 +124,7 @@ declare -A url=(
 	[stock]="https://localhost:$st_https"
 	[gateway]="https://localhost:$gw_https"
 )
+declare -A admin=([stock]="http://127.0.0.1:$st_admin" [gateway]="${admin_url[gateway]}")
 # The processes that serve each target, whose CPU time it is charged.
 declare -A serving=(
 	[direct]="$be_pid"
@@ -133,13 +140,50 @@ if [ -n "${BENCH_VARIANT:-}" ]; then
 	identity[variant]=""
 	url[variant]="https://localhost:${https_port[variant]}"
 	serving[variant]="${gateway_pid[variant]} $gw_be_pid $redis_pid"
+	admin[variant]="${admin_url[variant]}"
 	targets+=(variant)
+fi
+
+# sample_rss dir: each proxy's VmRSS every half second into dir/rss, with the
+# phase the run is in (BENCH_PROFILE_DIR).
+phase="$work/phase"
+echo warm-up >"$phase"
+sample_rss() {
+	local start t proxy
+	start=$(date +%s.%N)
+	mkdir -p "$1"
+	while sleep 0.5; do
+		for t in "${targets[@]}"; do
+			[ "$t" = direct ] && continue
+			read -r proxy _ <<<"${serving[$t]}"
+			awk -v s="$start" -v t="$t" -v now="$(date +%s.%N)" -v p="$(cat "$phase")" \
+				'/^VmRSS/ {printf "%.1f %s %d %s\n", now - s, t, $2 / 1024, p}' "/proc/$proxy/status"
+		done
+	done >>"$1/rss"
+}
+if [ -n "${BENCH_PROFILE_DIR:-}" ]; then
+	sample_rss "$BENCH_PROFILE_DIR" &
+	pids+=($!)
 fi
 
 # Warm each target (TLS sessions, connection pools) before measuring.
 for t in "${targets[@]}"; do
+	echo "warm-up $t" >"$phase"
 	BENCH_SCORE_ID="${score[$t]}" BENCH_TOKEN="${auth[$t]}" BENCH_USER="${identity[$t]}" wrk -t2 -c"$conns" --timeout "${BENCH_WRK_TIMEOUT:-2s}" -d2s -s bench/mix.lua "${url[$t]}" >/dev/null
 done
+
+# seconds 10s|2m: a wrk duration in seconds.
+seconds() { case $1 in *m) echo $((${1%m} * 60)) ;; *s) echo "${1%s}" ;; *) echo "$1" ;; esac; }
+# save_profiles admin_url prefix seconds: the proxy's memory and goroutines
+# halfway through a round of that many seconds (BENCH_PROFILE_DIR).
+save_profiles() {
+	mkdir -p "$(dirname "$2")"
+	sleep $(($3 / 2))
+	curl -sf -o "$2.heap" "$1/debug/pprof/heap"
+	curl -sf -o "$2.heap.txt" "$1/debug/pprof/heap?debug=1"
+	curl -sf -o "$2.goroutine.txt" "$1/debug/pprof/goroutine?debug=1"
+	curl -sf -o "$2.metrics" "$1/metrics"
+}
 
 # Rounds interleave the targets so that background noise hits all alike,
 # every other round in reverse order so that no target always runs first.
@@ -154,12 +198,19 @@ for r in $(seq 1 "$rounds"); do
 		before=$(cpu_ticks ${serving[$t]})
 		read -r proxy _ <<<"${serving[$t]}"
 		proxy_before=$(cpu_ticks "$proxy")
+		echo "round $r $t" >"$phase"
+		profiling=
+		if [ -n "${BENCH_PROFILE_DIR:-}" ] && [ -n "${admin[$t]:-}" ]; then
+			save_profiles "${admin[$t]}" "$BENCH_PROFILE_DIR/$t-$r" "$(seconds "$duration")" &
+			profiling=$!
+		fi
 		line=$(BENCH_SCORE_ID="${score[$t]}" BENCH_TOKEN="${auth[$t]}" BENCH_USER="${identity[$t]}" \
 			/usr/bin/time -f '%U %S' -o "$work/wrk.time" \
 			wrk -t2 -c"$conns" --timeout "${BENCH_WRK_TIMEOUT:-2s}" -d"$duration" -s bench/mix.lua "${url[$t]}" | grep '^RESULT')
 		# shellcheck disable=SC2086
 		after=$(cpu_ticks ${serving[$t]})
 		proxy_after=$(cpu_ticks "$proxy")
+		if [ -n "$profiling" ]; then wait "$profiling" || echo "profiles of $t incomplete" >&2; fi
 		read -r wrk_user wrk_sys <"$work/wrk.time"
 		cpu=$(python3 -c "print(round(($after - $before) / $tick_hz + $wrk_user + $wrk_sys, 2))")
 		proxy_cpu=$(python3 -c "print(($proxy_after - $proxy_before) / $tick_hz)")

@@ -16,6 +16,10 @@ import (
 // that the heap may grow by gcHeadroom over what is live, but never below Go's
 // default (twice the live heap) nor above gcMaxPercent. A small live heap (a
 // few dozen connections) gets GOGC 400; a large one gets Go's default.
+// The runtime applies GOGC to the goroutine stacks and globals as well as to
+// the live heap (the heap goal is live + (live + stacks + globals) × GOGC/100),
+// and at a thousand connections the stacks are as large as the live heap
+// (about 50 MiB each, bench/README.md): they count in the headroom too.
 // Caddy's `run` still sets GOMEMLIMIT from the cgroup's memory limit (or the
 // machine's memory) unless GOMEMLIMIT is set, and the collector runs as often
 // as it must to stay under that.
@@ -32,20 +36,31 @@ func gcForAProxy() {
 		return
 	}
 	debug.SetGCPercent(gcMaxPercent)
-	live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	scanned := []metrics.Sample{
+		{Name: "/gc/heap/live:bytes"},
+		{Name: "/gc/scan/stack:bytes"},
+		{Name: "/gc/scan/globals:bytes"},
+	}
 	afterEachGC(func() {
-		metrics.Read(live)
-		debug.SetGCPercent(gcPercentFor(live[0].Value.Uint64()))
+		metrics.Read(scanned)
+		var roots uint64
+		for _, s := range scanned {
+			if s.Value.Kind() == metrics.KindUint64 {
+				roots += s.Value.Uint64()
+			}
+		}
+		debug.SetGCPercent(gcPercentFor(roots))
 	})
 }
 
-// gcPercentFor is the GOGC that lets a heap with live bytes in use grow by
-// gcHeadroom, within [gcMinPercent, gcMaxPercent].
-func gcPercentFor(live uint64) int {
-	if live == 0 {
+// gcPercentFor is the GOGC that lets the heap grow by gcHeadroom when the
+// runtime applies it to scanned bytes (live heap, stacks and globals), within
+// [gcMinPercent, gcMaxPercent].
+func gcPercentFor(scanned uint64) int {
+	if scanned == 0 {
 		return gcMaxPercent
 	}
-	return int(min(max(gcHeadroom*100/live, gcMinPercent), gcMaxPercent))
+	return int(min(max(gcHeadroom*100/scanned, gcMinPercent), gcMaxPercent))
 }
 
 // gcSentinel is garbage whose cleanup marks the end of a collection; 64

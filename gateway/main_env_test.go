@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"sync"
 	"testing"
 
 	"github.com/lexiscore/gateway/internal/testkit"
@@ -34,19 +35,19 @@ func TestNameTheService(t *testing.T) {
 
 func TestGCPercentFor(t *testing.T) {
 	cases := []struct {
-		live uint64
-		want int
+		scanned uint64
+		want    int
 	}{
-		{live: 0, want: 400},
-		{live: 8 << 20, want: 400},   // a few connections: the heap may grow by 8 times
-		{live: 16 << 20, want: 400},  // exactly the ceiling
-		{live: 32 << 20, want: 200},  // +64 MiB
-		{live: 64 << 20, want: 100},  // +64 MiB, Go's default
-		{live: 512 << 20, want: 100}, // never below Go's default
+		{scanned: 0, want: 400},
+		{scanned: 8 << 20, want: 400},   // a few connections: the heap may grow by 8 times
+		{scanned: 16 << 20, want: 400},  // exactly the ceiling
+		{scanned: 32 << 20, want: 200},  // +64 MiB
+		{scanned: 64 << 20, want: 100},  // +64 MiB, Go's default
+		{scanned: 512 << 20, want: 100}, // never below Go's default
 	}
 	for _, tc := range cases {
-		if got := gcPercentFor(tc.live); got != tc.want {
-			t.Errorf("gcPercentFor(%d MiB) = %d, want %d", tc.live>>20, got, tc.want)
+		if got := gcPercentFor(tc.scanned); got != tc.want {
+			t.Errorf("gcPercentFor(%d MiB) = %d, want %d", tc.scanned>>20, got, tc.want)
 		}
 	}
 }
@@ -100,5 +101,37 @@ func TestGCForAProxy(t *testing.T) {
 			}
 			return nil
 		})
+
+		// Goroutine stacks, a thousand connections' worth, with a small
+		// heap: the runtime applies GOGC to them as well.
+		release := make(chan struct{})
+		var parked sync.WaitGroup
+		for range 64 {
+			parked.Add(1)
+			go deepStack(1<<20, &parked, release)
+		}
+		parked.Wait()
+		testkit.Eventually(t, "GOGC 100 with stacks above the headroom", func() error {
+			runtime.GC()
+			if got := gcPercent(); got != gcMinPercent {
+				return fmt.Errorf("GC percent %d with 64 MiB of stacks", got)
+			}
+			return nil
+		})
+		close(release)
 	})
+}
+
+// deepStack uses about n bytes of its goroutine's stack, then waits for
+// release.
+func deepStack(n int, parked *sync.WaitGroup, release <-chan struct{}) {
+	var frame [4096]byte
+	frame[0] = byte(n)
+	if n > len(frame) {
+		deepStack(n-len(frame), parked, release)
+	} else {
+		parked.Done()
+		<-release
+	}
+	runtime.KeepAlive(&frame)
 }
