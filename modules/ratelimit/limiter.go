@@ -65,7 +65,7 @@ type answer struct {
 
 // getAll counts every hit of one request. On a guarded (remote) store the
 // calls go out at once, so that they travel together (one round trip, see
-// construct), under one breaker permit and one timeout: the breaker and the
+// redisCounter), under one breaker permit and one timeout: the breaker and the
 // duration histogram see one call per request. The timeout is kept here,
 // not left to the client: a pipelined Redis client waits for its batch,
 // which a hung server holds for the client's read timeout (seconds). A
@@ -92,6 +92,26 @@ func (s *Store) getAll(ctx context.Context, hits []hit, timeout time.Duration) (
 	}
 	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
+	var err error
+	if b, ok := s.Backend.(batchCounter); ok {
+		err = b.countAll(callCtx, hits, out)
+	} else {
+		err = s.countEach(callCtx, hits, out)
+	}
+	telemetry.Observe(ctx, s.duration, time.Since(start).Seconds())
+	if err != nil {
+		s.errors.Inc()
+		s.Breaker.RecordFailure()
+		return out, fmt.Errorf("rate limit store %s: %w", s.Name, err)
+	}
+	s.Breaker.RecordSuccess()
+	return out, nil
+}
+
+// countEach is countAll for a store that takes one hit per call: each in
+// its own goroutine, so that they are all in flight at once, awaited until
+// ctx is done.
+func (s *Store) countEach(ctx context.Context, hits []hit, out []answer) error {
 	type reply struct {
 		i   int
 		lc  limiter.Context
@@ -100,7 +120,7 @@ func (s *Store) getAll(ctx context.Context, hits []hit, timeout time.Duration) (
 	replies := make(chan reply, len(hits))
 	for i, h := range hits {
 		go func() {
-			lc, err := s.count(callCtx, h)
+			lc, err := s.count(ctx, h)
 			replies <- reply{i, lc, err}
 		}()
 	}
@@ -114,21 +134,14 @@ func (s *Store) getAll(ctx context.Context, hits []hit, timeout time.Duration) (
 				err = r.err
 			}
 			continue
-		case <-callCtx.Done():
+		case <-ctx.Done():
 			if err == nil {
-				err = callCtx.Err()
+				err = ctx.Err()
 			}
 		}
 		break
 	}
-	telemetry.Observe(ctx, s.duration, time.Since(start).Seconds())
-	if err != nil {
-		s.errors.Inc()
-		s.Breaker.RecordFailure()
-		return out, fmt.Errorf("rate limit store %s: %w", s.Name, err)
-	}
-	s.Breaker.RecordSuccess()
-	return out, nil
+	return err
 }
 
 // retryAfter is when a client refused for want of the store should come

@@ -67,12 +67,12 @@ type StoreConfig struct {
 	// test Redis again: shorter notices recovery sooner, longer costs a
 	// timeout less often while Redis is down. Default: 5s.
 	BreakerDelay caddy.Duration `json:"breaker_delay,omitempty"`
-	// NoPipelining sends each call in a round trip of its own instead of
-	// through go-redis's autopipeliner, which batches the calls waiting at
-	// the same moment into one pipeline. The autopipeliner halves the
-	// gateway's CPU per limited request and quarters Redis's; it is marked
-	// experimental in go-redis, and this is the way back without a new
-	// build. Default: false (pipelined).
+	// NoPipelining sends each request's calls in a round trip of their own
+	// instead of through go-redis's autopipeliner, which batches the calls
+	// of every request waiting at the same moment into one pipeline. The
+	// autopipeliner halves the gateway's CPU per limited request and
+	// quarters Redis's; it is marked experimental in go-redis, and this is
+	// the way back without a new build. Default: false (pipelined).
 	NoPipelining bool `json:"no_pipelining,omitempty"`
 }
 
@@ -211,17 +211,20 @@ func (s storeSpec) construct() (caddy.Destructor, error) {
 		return &pooledStore{Store: NewStore("memory", backend, nil)}, nil
 	}
 	client := redis.NewUniversalClient(s.redis)
+	var pipeliner *redis.AutoPipeliner
 	scripts := &deferredScripts{UniversalClient: client}
 	if s.pipeline {
 		// Calls made at the same time, by any requests, share one round
 		// trip: under load, Redis and the gateway each handle a few
 		// pipelines instead of one exchange per call (docs/ratelimiting.md).
-		pipelined, err := client.AutoPipeline()
-		if err != nil {
+		// The deferred face queues a request's calls without waiting, so
+		// they go out together with no goroutine each (redisCounter).
+		var err error
+		if pipeliner, err = client.AsyncAutoPipeline(); err != nil {
 			_ = client.Close()
 			return nil, fmt.Errorf("redis store: %w", err)
 		}
-		scripts.UniversalClient = pipelined
+		scripts.UniversalClient = pipeliner
 	}
 	backend, err := limiterredis.NewStoreWithOptions(scripts, limiter.StoreOptions{Prefix: s.prefix})
 	scripts.live.Store(true)
@@ -229,7 +232,12 @@ func (s storeSpec) construct() (caddy.Destructor, error) {
 		_ = client.Close()
 		return nil, fmt.Errorf("redis store: %w", err)
 	}
-	return &pooledStore{Store: NewStore("redis", backend, newBreaker("redis", s.failures, s.delay)), client: client}, nil
+	counter, err := newRedisCounter(backend, client, pipeliner, s.prefix, scripts.loaded)
+	if err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("redis store: %w", err)
+	}
+	return &pooledStore{Store: NewStore("redis", counter, newBreaker("redis", s.failures, s.delay)), client: client}, nil
 }
 
 // deferredScripts lets limiter's redis.NewStoreWithOptions succeed without
@@ -238,10 +246,11 @@ func (s storeSpec) construct() (caddy.Destructor, error) {
 // script's SHA-1, which is exactly what Redis would answer; the first
 // EVALSHA then meets NOSCRIPT, on which the store loads the scripts itself
 // (and does again whenever a restarted Redis has lost them), this time
-// through to Redis.
+// through to Redis. It keeps the scripts, which redisCounter runs.
 type deferredScripts struct {
 	redis.UniversalClient
-	live atomic.Bool
+	live   atomic.Bool
+	loaded []string
 }
 
 // ScriptLoad loads script into Redis once the store is built.
@@ -249,6 +258,7 @@ func (c *deferredScripts) ScriptLoad(ctx context.Context, script string) *redis.
 	if c.live.Load() {
 		return c.UniversalClient.ScriptLoad(ctx, script)
 	}
+	c.loaded = append(c.loaded, script)
 	sum := sha1.Sum([]byte(script))
 	return redis.NewStringResult(hex.EncodeToString(sum[:]), nil)
 }
