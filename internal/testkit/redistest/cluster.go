@@ -27,10 +27,15 @@ type Cluster struct {
 func StartCluster(t testing.TB, masters int) *Cluster {
 	t.Helper()
 	c := &Cluster{}
+	buses := make([]string, masters)
 	for i := range masters {
+		// The cluster bus on a free port of its own: by default it is the
+		// client port + 10000, which lands in the ephemeral range where an
+		// outgoing connection may hold it.
+		_, buses[i], _ = net.SplitHostPort(testkit.FreeAddr(t))
 		c.Nodes = append(c.Nodes, startServer(t, fmt.Sprintf("cluster node %d", i),
 			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "5000"))
+			"--cluster-port", buses[i], "--cluster-node-timeout", "5000"))
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
@@ -45,7 +50,7 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 			continue
 		}
 		host, port, _ := net.SplitHostPort(n.Addr)
-		if err := c.Nodes[0].Client(t).ClusterMeet(ctx, host, port).Err(); err != nil {
+		if err := c.Nodes[0].Client(t).Do(ctx, "cluster", "meet", host, port, buses[i]).Err(); err != nil {
 			t.Fatalf("introducing %s to the cluster: %v", n.Addr, err)
 		}
 	}
