@@ -24,7 +24,9 @@
 # goroutines and its Go runtime metrics, from its admin API, as
 # dir/<target>-<round>.{heap,heap.txt,goroutine.txt,metrics}, and every
 # proxy's resident memory twice a second from warm-up on (dir/rss: seconds
-# since the start, target, VmRSS in MiB, the phase under way).
+# since the start, target, VmRSS in MiB, the phase under way); with
+# GODEBUG=gctrace=1 in the environment, each proxy's collections too
+# (dir/<target>.gctrace).
 #
 # Throughput on a shared 2-core machine swings with whatever else runs, so
 # each run also records the CPU time every process spent on it (proxy,
@@ -238,6 +240,13 @@ for t in gateway variant; do
 		n += $2; if ($1 ~ /decision="fail_(open|closed)"/) f += $2 }
 		END { printf "rate-limit policy decisions without the store, %s: %d of %d\n", t, f, n }'
 done
+
+if [ -n "${BENCH_PROFILE_DIR:-}" ]; then
+	for t in "${targets[@]}"; do
+		[ "$t" = direct ] && continue
+		grep -h '^gc [0-9]' "$work/$t.log" >"$BENCH_PROFILE_DIR/$t.gctrace" || true
+	done
+fi
 
 python3 - "$work/results" <<'PY'
 import os, re, statistics, sys
