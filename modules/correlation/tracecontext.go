@@ -20,6 +20,9 @@ func init() {
 	caddy.RegisterModule(TraceContext{})
 }
 
+// serverSpan is built once: an option is an allocation.
+var serverSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+
 // unexported makes the spans of requests whose traces go nowhere: never
 // sampled, never recorded, but with real IDs (the client's trace ID, or a
 // new one) for logs and upstreams.
@@ -79,7 +82,7 @@ func (t *TraceContext) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 		return t.Tracing.ServeHTTP(w, r, next)
 	}
 	ctx := t.propagators.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-	ctx, span := unexported.Start(ctx, "", trace.WithSpanKind(trace.SpanKindServer))
+	ctx, span := unexported.Start(ctx, "", serverSpan...)
 	t.propagators.Inject(ctx, propagation.HeaderCarrier(r.Header))
 	sc := span.SpanContext()
 	traceID, spanID := sc.TraceID().String(), sc.SpanID().String()

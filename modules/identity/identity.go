@@ -61,6 +61,9 @@ const ProblemType = "unauthenticated"
 
 const tracerName = "github.com/lexiscore/gateway/modules/identity"
 
+// spanOptions are built once: an option is an allocation.
+var spanOptions = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal)}
+
 // provider is a credential check that says why it refused: the stock
 // caddyauth.Authenticator interface only says yes or no.
 type provider interface {
@@ -159,7 +162,7 @@ func (a *Authenticate) Validate() error {
 // 401 problem document and a WWW-Authenticate challenge.
 func (a *Authenticate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	stripIdentityHeaders(r.Header)
-	ctx, span := telemetry.Tracer(r.Context(), tracerName).Start(r.Context(), "authenticate", trace.WithSpanKind(trace.SpanKindInternal))
+	ctx, span := telemetry.Tracer(r.Context(), tracerName).Start(r.Context(), "authenticate", spanOptions...)
 	ar := r.WithContext(ctx)
 
 	var won, lost Outcome

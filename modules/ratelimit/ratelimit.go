@@ -355,6 +355,11 @@ func (h *RateLimit) annotate(span trace.Span, d Decision) {
 // identity resolves the key template: it has no value when any of its
 // placeholders is unknown or empty (see Identity).
 func (h *RateLimit) identity(r *http.Request, repl *caddy.Replacer) (string, bool) {
+	if h.Anonymous == AnonymousAlways {
+		// The key is not used, and resolving an unknown placeholder
+		// builds an error.
+		return Identity(h.Anonymous, "", false, clientIP(r))
+	}
 	key, err := repl.ReplaceOrErr(h.Key, true, true)
 	return Identity(h.Anonymous, key, err == nil, clientIP(r))
 }

@@ -65,7 +65,8 @@ func (c *redisCounter) countAll(ctx context.Context, hits []hit, out []answer) e
 	if err == nil {
 		var gone []int
 		for i, cmd := range cmds {
-			if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+			// HasErrorPrefix allocates: only for a command that failed.
+			if err := cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 				gone = append(gone, i)
 			}
 		}

@@ -156,8 +156,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("signing request: %w", err)
 	}
 	t.signedCount.Inc()
-	trace.SpanFromContext(req.Context()).AddEvent("request signed",
-		trace.WithAttributes(attribute.String("gateway.signing.key_id", t.KeyID)))
+	if span := trace.SpanFromContext(req.Context()); span.IsRecording() {
+		span.AddEvent("request signed", trace.WithAttributes(attribute.String("gateway.signing.key_id", t.KeyID)))
+	}
 	return t.Inner.RoundTrip(out)
 }
 

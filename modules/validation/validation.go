@@ -109,10 +109,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		return h.refuse(w, f)
 	}
-	span.AddEvent("openapi_validate", trace.WithAttributes(
-		attribute.String("openapi.operation", res.Route),
-		attribute.String("gateway.validation.result", "valid"),
-	))
+	if span.IsRecording() {
+		span.AddEvent("openapi_validate", trace.WithAttributes(
+			attribute.String("openapi.operation", res.Route),
+			attribute.String("gateway.validation.result", "valid"),
+		))
+	}
 
 	err = next.ServeHTTP(w, r)
 	if err != nil && res.Upload != nil && res.Upload.Exceeded() {
