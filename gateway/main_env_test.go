@@ -39,13 +39,13 @@ func TestGCPercentFor(t *testing.T) {
 		want    int
 	}{
 		{scanned: 0, want: 400},
-		{scanned: 8 << 20, want: 400},   // a few connections: the heap may grow by 8 times
-		{scanned: 16 << 20, want: 400},  // exactly the ceiling
-		{scanned: 32 << 20, want: 200},  // +64 MiB
-		{scanned: 64 << 20, want: 100},  // +64 MiB, Go's default
-		{scanned: 80 << 20, want: 80},   // +64 MiB: a thousand connections
-		{scanned: 128 << 20, want: 50},  // +64 MiB, the floor
-		{scanned: 512 << 20, want: 50},  // never below half Go's default
+		{scanned: 8 << 20, want: 400},  // a few connections: the heap may grow by 8 times
+		{scanned: 16 << 20, want: 400}, // exactly the ceiling
+		{scanned: 32 << 20, want: 200}, // +64 MiB
+		{scanned: 64 << 20, want: 100}, // +64 MiB, Go's default
+		{scanned: 80 << 20, want: 80},  // +64 MiB: a thousand connections
+		{scanned: 128 << 20, want: 50}, // +64 MiB, the floor
+		{scanned: 512 << 20, want: 50}, // never below half Go's default
 	}
 	for _, tc := range cases {
 		if got := gcPercentFor(tc.scanned); got != tc.want {
