@@ -59,6 +59,10 @@ func TestSpecIsTheClientsView(t *testing.T) {
 		for name, p := range doc.Components.Parameters {
 			check("components.parameters."+name, openapi3.Parameters{p})
 		}
+		// Nor does its prose name them: a client cannot send them.
+		if i := strings.Index(strings.ToLower(string(s.body)), "x-auth-"); i >= 0 {
+			t.Errorf("the document mentions a gateway-set header: %q", s.body[max(i-60, 0):min(i+40, len(s.body))])
+		}
 	})
 
 	t.Run("bearer and API key declared", func(t *testing.T) {
